@@ -1,0 +1,143 @@
+//! The `accel` subcommands.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use accel_host::Host;
+use accel_host::check::{CheckError, mismatches, read_metadata};
+use accel_host::output::{Format, render};
+
+/// `accel sql`: runs the statements, prints the last result.
+pub async fn sql(host: &Host, statements: &str, format: Format) -> ExitCode {
+    let outcome = host.sql(statements).await.and_then(|batches| render(&batches, format));
+    match outcome {
+        Ok(text) => print_out(&text),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_out(text: &str) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    let written = if text.is_empty() || text.ends_with('\n') {
+        stdout.write_all(text.as_bytes())
+    } else {
+        writeln!(stdout, "{text}")
+    };
+    match written.and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `accel engines`: one line per engine.
+pub fn engines(host: &Host, verbose: bool) -> ExitCode {
+    let mut text = format!("{:<12} {:<10} {:<10} {}\n", "ENGINE", "VERSION", "PLUGIN-API", "ORIGIN");
+    for engine in host.registry.engines() {
+        let a = &engine.accelerator;
+        text.push_str(&format!(
+            "{:<12} {:<10} {:<10} {}\n",
+            a.name(),
+            engine.version,
+            engine.api_version,
+            engine.origin
+        ));
+        if verbose {
+            for p in a.parameters() {
+                let default = p.default.as_deref().map(|d| format!(" (default {d})")).unwrap_or_default();
+                let required = if p.required { " (required)" } else { "" };
+                text.push_str(&format!(
+                    "    {}_{}{default}{required}: {}\n",
+                    a.prefix(),
+                    p.name,
+                    p.description
+                ));
+            }
+        }
+    }
+    print_out(&text)
+}
+
+/// `accel check-plugin FILE`: metadata and verdict, without loading the library.
+pub fn check_plugin(file: &Path) -> ExitCode {
+    let metadata = match read_metadata(file) {
+        Ok(metadata) => metadata,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut text = format!("file:             {}\n{metadata}\n", file.display());
+    let found = mismatches(&metadata);
+    if found.is_empty() {
+        text.push_str("compatible:       yes\n");
+        return print_out(&text);
+    }
+    text.push_str("compatible:       no\n");
+    let _ = print_out(&text);
+    let error = CheckError::Incompatible {
+        path: file.to_owned(),
+        metadata: Box::new(metadata),
+        mismatches: found,
+    };
+    eprintln!("error: {error}");
+    ExitCode::FAILURE
+}
+
+/// `accel shell`: reads statements (ending in `;`) until end of input or `\q`.
+pub async fn shell(host: &Host, format: Format) -> ExitCode {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(editor) => editor,
+        Err(e) => {
+            eprintln!("error: cannot open the terminal: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let history = std::env::var_os("HOME").map(|h| Path::new(&h).join(".accel_history"));
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    println!("accel shell — engines: {}. End statements with `;`, `\\q` quits.", host.registry.names().join(", "));
+    let mut pending = String::new();
+    loop {
+        let prompt = if pending.is_empty() { "accel> " } else { "   ..> " };
+        let line = match editor.readline(prompt) {
+            Ok(line) => line,
+            Err(rustyline::error::ReadlineError::Interrupted) => {
+                pending.clear();
+                continue;
+            }
+            Err(_) => break,
+        };
+        let trimmed = line.trim();
+        if pending.is_empty() && matches!(trimmed, "\\q" | "quit" | "exit") {
+            break;
+        }
+        if trimmed.is_empty() {
+            continue;
+        }
+        pending.push_str(&line);
+        pending.push('\n');
+        if !trimmed.ends_with(';') {
+            continue;
+        }
+        let statements = std::mem::take(&mut pending);
+        let _ = editor.add_history_entry(statements.trim());
+        match host.sql(&statements).await.and_then(|batches| render(&batches, format)) {
+            Ok(text) => {
+                let _ = print_out(&text);
+            }
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    if let Some(path) = &history {
+        let _ = editor.save_history(path);
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,142 @@
+//! The host: runs the pipeline discover → check → load → register once at start-up, then
+//! serves SQL on a session whose table factories are the registered engines.
+//!
+//! Start-up never fails because of a bad library: each problem (unreadable file, incompatible
+//! metadata, failed load, duplicate engine) is recorded in the [`StartupReport`] with the file,
+//! the cause and the fix, the library is skipped, and every other engine is served.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+
+use crate::check::check;
+use crate::discover::{PLUGIN_PATH_VAR, discover, plugin_dirs};
+use crate::load::load;
+use crate::plugin_accelerator::PluginAccelerator;
+use crate::registry::EngineRegistry;
+use crate::serve::session_context;
+
+/// How to start a host.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// Directories given explicitly, searched first.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Also search the directories in `ACCEL_PLUGIN_PATH`.
+    pub use_plugin_path_var: bool,
+    /// Where engines keep files of tables given no explicit location.
+    pub data_dir: PathBuf,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        Self { plugin_dirs: Vec::new(), use_plugin_path_var: true, data_dir: PathBuf::from("accel-data") }
+    }
+}
+
+/// What happened at start-up.
+#[derive(Debug, Default)]
+pub struct StartupReport {
+    /// Every plugin directory searched, in order.
+    pub searched: Vec<PathBuf>,
+    /// Libraries loaded.
+    pub loaded: Vec<PathBuf>,
+    /// Every library or entry that was not loaded, with the reason.
+    pub problems: Vec<String>,
+}
+
+/// A running host.
+pub struct Host {
+    pub registry: EngineRegistry,
+    pub report: StartupReport,
+    context: SessionContext,
+}
+
+impl Host {
+    /// Runs the pipeline and builds the session.
+    pub fn start(options: &HostOptions) -> Self {
+        let var = options.use_plugin_path_var.then(|| std::env::var(PLUGIN_PATH_VAR).ok()).flatten();
+        let dirs = plugin_dirs(&options.plugin_dirs, var.as_deref());
+        let found = discover(&dirs);
+        let mut report = StartupReport {
+            searched: found.searched,
+            problems: found.skipped.iter().map(ToString::to_string).collect(),
+            ..StartupReport::default()
+        };
+        let mut registry = EngineRegistry::with_builtins();
+        for path in found.candidates {
+            let checked = match check(&path) {
+                Ok(checked) => checked,
+                Err(e) => {
+                    report.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            let (library, engine) = match load(&checked) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    report.problems.push(e.to_string());
+                    continue;
+                }
+            };
+            let engine = PluginAccelerator::new(engine, Arc::new(library));
+            match registry.register_plugin(engine) {
+                Ok(_) => report.loaded.push(path),
+                Err(e) => report.problems.push(e),
+            }
+        }
+        let context = session_context(&registry, options.data_dir.clone());
+        Self { registry, report, context }
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.context
+    }
+
+    /// Runs `;`-separated statements in order and returns the result of the last one.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let state = self.context.state();
+        let statements = DFParser::parse_sql_with_dialect(sql, state.config().options().sql_parser.dialect.as_ref())?;
+        if statements.is_empty() {
+            return Err(DataFusionError::Plan("no SQL statement given".to_owned()));
+        }
+        let mut last = Vec::new();
+        for statement in statements {
+            let plan = self.context.state().statement_to_plan(statement).await?;
+            self.check_engine_exists(&plan)?;
+            last = self.context.execute_logical_plan(plan).await?.collect().await?;
+        }
+        Ok(last)
+    }
+
+    /// A `CREATE EXTERNAL TABLE` naming an unknown engine fails with the list of engines and
+    /// of directories searched, instead of DataFusion's bare "Unable to find factory".
+    fn check_engine_exists(&self, plan: &LogicalPlan) -> Result<()> {
+        let LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) = plan else {
+            return Ok(());
+        };
+        let state = self.context.state();
+        if state.table_factories().contains_key(&cmd.file_type.to_uppercase()) {
+            return Ok(());
+        }
+        let searched = if self.report.searched.is_empty() {
+            "no plugin directory (use --plugin-dir DIR or ACCEL_PLUGIN_PATH)".to_owned()
+        } else {
+            self.report.searched.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        };
+        Err(DataFusionError::Plan(format!(
+            "no engine named `{}`: engines loaded: {}; plugin directories searched: {searched}",
+            cmd.file_type.to_lowercase(),
+            self.registry.names().join(", "),
+        )))
+    }
+
+    /// Shuts every engine down; returns the failures.
+    pub async fn shutdown(&self) -> Vec<String> {
+        self.registry.shutdown().await
+    }
+}

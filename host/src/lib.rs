@@ -1,0 +1,25 @@
+//! # accel-host
+//!
+//! Hosts DataFusion accelerator engines, built in or loaded from shared libraries. The host
+//! reads as a pipeline, one module per step:
+//!
+//! 1. [`discover`] — find candidate libraries in the plugin directories;
+//! 2. [`check`] — read each one's metadata from the file and compare it with the host;
+//! 3. [`load`] — open a unique copy and obtain its engine;
+//! 4. [`registry`] — built-in and plugin engines behind one interface;
+//! 5. [`serve`] — a DataFusion session whose table factories are the engines.
+//!
+//! [`host`] runs the pipeline; [`engines`] holds the built-in engines; [`output`] formats
+//! results for the CLI.
+
+pub mod check;
+pub mod discover;
+pub mod engines;
+pub mod host;
+pub mod load;
+pub mod output;
+pub mod plugin_accelerator;
+pub mod registry;
+pub mod serve;
+
+pub use host::{Host, HostOptions, StartupReport};

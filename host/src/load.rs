@@ -1,0 +1,119 @@
+//! Step 3 of the pipeline: open a checked library and obtain its engine.
+//!
+//! Policy, enforced here:
+//! - a library is opened from a **unique copy** (one per load, a "generation"): glibc
+//!   deduplicates `dlopen` by path and inode, so loading a second version, or the same file
+//!   again after it changed, needs a new file; the original is never mapped, so it can be
+//!   replaced in the plugin directory at any time;
+//! - `RTLD_NOW | RTLD_LOCAL`: an unresolved symbol fails here, not at first call, and a
+//!   library's symbols never satisfy another's;
+//! - a library is **never unloaded** (`dlclose`): Rust libraries leave thread-local destructors,
+//!   runtime threads and objects whose `release` functions point into their code. Every object
+//!   that came from a library keeps an `Arc<LoadedLibrary>`, so the host always knows what a
+//!   generation still serves, and retiring one is a matter of dropping those.
+
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use accel_plugin_api::abi_stable::library::lib_header_from_path;
+use accel_plugin_api::ffi::{AcceleratorModuleRef, ForeignAccelerator};
+use accel_plugin_api::metadata::PluginMetadata;
+
+use crate::check::CheckedLibrary;
+
+/// A library mapped into this process. Dropping it does not unload the code (see module docs).
+#[derive(Debug)]
+pub struct LoadedLibrary {
+    /// The file in the plugin directory.
+    pub path: PathBuf,
+    pub metadata: PluginMetadata,
+    pub version: semver::Version,
+    /// Process-wide load counter: each load of any library is a new generation.
+    pub generation: u64,
+    _handle: ManuallyDrop<libloading::Library>,
+}
+
+/// Why a checked library could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {stage}: {detail}")]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub stage: &'static str,
+    pub detail: String,
+}
+
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+/// Directory holding this process's per-generation copies.
+fn copies_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("accel-{}", std::process::id()))
+}
+
+/// Loads a checked library: copies it, opens the copy and builds its engine.
+pub fn load(checked: &CheckedLibrary) -> Result<(LoadedLibrary, ForeignAccelerator), LoadError> {
+    let fail = |stage: &'static str, detail: String| LoadError {
+        path: checked.path.clone(),
+        stage,
+        detail,
+    };
+    let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+    let copy = unique_copy(&checked.path, generation)
+        .map_err(|e| fail("copying to a private file", e.to_string()))?;
+    let opened = open_now_local(&copy);
+    let result = opened.map_err(|e| fail("dlopen", e.to_string())).and_then(|handle| {
+        let header =
+            lib_header_from_path(&copy).map_err(|e| fail("reading the entry symbol", e.to_string()))?;
+        let module = header
+            .init_root_module::<AcceleratorModuleRef>()
+            .map_err(|e| fail("checking the module layout", e.to_string()))?;
+        Ok((handle, module))
+    });
+    // The mapping stays valid after the copy is unlinked.
+    let _ = std::fs::remove_file(&copy);
+    let (handle, module) = result?;
+    let engine = ForeignAccelerator::new(module).map_err(|e| fail("starting the engine", e))?;
+    use accel_plugin_api::DataAccelerator;
+    if engine.name() != checked.metadata.engine_name {
+        return Err(fail(
+            "starting the engine",
+            format!(
+                "metadata names engine `{}` but the library's engine calls itself `{}`",
+                checked.metadata.engine_name,
+                engine.name()
+            ),
+        ));
+    }
+    let library = LoadedLibrary {
+        path: checked.path.clone(),
+        metadata: checked.metadata.clone(),
+        version: checked.version.clone(),
+        generation,
+        _handle: ManuallyDrop::new(handle),
+    };
+    Ok((library, engine))
+}
+
+fn unique_copy(path: &Path, generation: u64) -> std::io::Result<PathBuf> {
+    let dir = copies_dir();
+    std::fs::create_dir_all(&dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let copy = dir.join(format!("g{generation}-{name}"));
+    std::fs::copy(path, &copy)?;
+    Ok(copy)
+}
+
+#[cfg(unix)]
+fn open_now_local(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+    // SAFETY: opening runs the library's initialisers. The file passed `check` (an engine
+    // library built with export_accelerator! for this host's ABI, datafusion-ffi major and
+    // target); initialisers of such a library only set up Rust statics.
+    unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }.map(Into::into)
+}
+
+#[cfg(not(unix))]
+fn open_now_local(path: &Path) -> Result<libloading::Library, libloading::Error> {
+    // SAFETY: as above; Windows resolves imports at load time.
+    unsafe { libloading::Library::new(path) }
+}

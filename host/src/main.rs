@@ -1,0 +1,97 @@
+//! The `accel` command: run SQL against built-in and plugin engines, list engines, check a
+//! plugin library, or open an interactive shell.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use accel_host::output::Format;
+use accel_host::{Host, HostOptions};
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+#[derive(Debug, Parser)]
+#[command(name = "accel", version, about = "Host for DataFusion accelerator engines loaded from shared libraries")]
+struct Cli {
+    /// Directory to search for engine libraries (repeatable; searched before ACCEL_PLUGIN_PATH).
+    #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
+    plugin_dirs: Vec<PathBuf>,
+
+    /// Where engines keep files of tables created without an explicit file.
+    #[arg(long, value_name = "DIR", default_value = "accel-data", global = true)]
+    data_dir: PathBuf,
+
+    /// Do not print start-up problems (skipped or incompatible libraries) to stderr.
+    #[arg(long, global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run `;`-separated SQL statements in one session and print the result of the last one.
+    Sql {
+        /// The statements.
+        statements: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// List the engines: name, version, origin and plugin-api version.
+    Engines {
+        /// Also list each engine's parameters.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Print a library's metadata and whether this host can load it, without running its code.
+    CheckPlugin {
+        /// The library file.
+        file: PathBuf,
+    },
+    /// Interactive SQL prompt with history.
+    Shell {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::CheckPlugin { file } = &cli.command {
+        return commands::check_plugin(file);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = HostOptions {
+        plugin_dirs: cli.plugin_dirs.clone(),
+        use_plugin_path_var: true,
+        data_dir: cli.data_dir.clone(),
+    };
+    let host = Host::start(&options);
+    if !cli.quiet {
+        for problem in &host.report.problems {
+            eprintln!("warning: {problem}");
+        }
+    }
+    let code = runtime.block_on(async {
+        let code = match cli.command {
+            Command::Sql { statements, format } => commands::sql(&host, &statements, format).await,
+            Command::Engines { verbose } => commands::engines(&host, verbose),
+            Command::Shell { format } => commands::shell(&host, format).await,
+            Command::CheckPlugin { .. } => unreachable!("handled before start-up"),
+        };
+        for failure in host.shutdown().await {
+            eprintln!("warning: {failure}");
+        }
+        code
+    });
+    code
+}

@@ -1,0 +1,150 @@
+//! A plugin engine as the rest of the host sees it: an `impl DataAccelerator` over the
+//! library's function table, plus the keep-alive rule — the engine and every table it creates
+//! hold an `Arc` of the library they came from.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use accel_plugin_api::ffi::ForeignAccelerator;
+use accel_plugin_api::{
+    AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError,
+    ParameterSpec, PartitionedBy, async_trait,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
+use datafusion::datasource::TableType;
+use datafusion::error::Result;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+
+use crate::load::LoadedLibrary;
+
+/// An engine served by a loaded library.
+pub struct PluginAccelerator {
+    engine: ForeignAccelerator,
+    library: Arc<LoadedLibrary>,
+}
+
+impl PluginAccelerator {
+    pub fn new(engine: ForeignAccelerator, library: Arc<LoadedLibrary>) -> Self {
+        Self { engine, library }
+    }
+
+    pub fn library(&self) -> &Arc<LoadedLibrary> {
+        &self.library
+    }
+}
+
+#[async_trait]
+impl DataAccelerator for PluginAccelerator {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.engine.name()
+    }
+
+    fn prefix(&self) -> &str {
+        self.engine.prefix()
+    }
+
+    fn parameters(&self) -> &[ParameterSpec] {
+        self.engine.parameters()
+    }
+
+    async fn create_external_table(
+        &self,
+        cmd: CreateExternalTable,
+        source: Option<&dyn AccelerationSource>,
+        partition_by: Vec<PartitionedBy>,
+        runtime_env: Arc<RuntimeEnv>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let table = self
+            .engine
+            .create_external_table(cmd, source, partition_by, runtime_env)
+            .await?;
+        Ok(Arc::new(PluginTable { table, library: Arc::clone(&self.library) }))
+    }
+
+    fn acceleration_layout(&self, source: &dyn AccelerationSource) -> AccelerationLayout {
+        self.engine.acceleration_layout(source)
+    }
+
+    async fn init(&self, source: &dyn AccelerationSource) -> Result<BootstrapStatus> {
+        self.engine.init(source).await
+    }
+
+    fn is_initialized(&self, source: &dyn AccelerationSource) -> bool {
+        self.engine.is_initialized(source)
+    }
+
+    fn valid_file_extensions(&self) -> Vec<String> {
+        self.engine.valid_file_extensions()
+    }
+
+    fn file_path(&self, source: &dyn AccelerationSource) -> Result<String, FilePathError> {
+        self.engine.file_path(source)
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.engine.shutdown().await
+    }
+}
+
+/// A table of a plugin engine; keeps its library's generation alive.
+#[derive(Debug)]
+pub struct PluginTable {
+    table: Arc<dyn TableProvider>,
+    library: Arc<LoadedLibrary>,
+}
+
+impl PluginTable {
+    pub fn library(&self) -> &Arc<LoadedLibrary> {
+        &self.library
+    }
+}
+
+#[async_trait]
+impl TableProvider for PluginTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.table.table_type()
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        self.table.statistics()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.table.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.table.scan(state, projection, filters, limit).await
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.table.insert_into(state, input, insert_op).await
+    }
+}

@@ -1,0 +1,81 @@
+//! The root module every engine library exports: one function table, an `abi_stable` prefix
+//! type so later ABI minors can append functions and libraries built for an older minor still
+//! load.
+
+use abi_stable::StableAbi;
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{ROption, RResult, RString, RVec};
+use async_ffi::FfiFuture;
+
+use super::types::{
+    FfiAccelerationLayout, FfiAccelerationSource, FfiBootstrapStatus, FfiEngineDescription,
+    FfiFilePathError, FfiLogicalCodec, FfiPartitionedBy, FfiTableFactory,
+};
+
+/// Name of the one entry symbol (an `abi_stable` `LibHeader` static) in every engine library.
+/// Equal to `abi_stable::library::ROOT_MODULE_LOADER_NAME`, spelled out because
+/// `export_accelerator!` needs it as a literal (checked by a test).
+pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+/// The function table of an engine library. Every function is safe to call from any thread,
+/// never unwinds (the SDK turns panics into `RErr`), and reports errors as text that already
+/// names the engine.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = AcceleratorModuleRef)))]
+#[sabi(missing_field(panic))]
+pub struct AcceleratorModule {
+    /// Name, parameter prefix, parameters and file extensions of the engine.
+    pub describe: extern "C" fn() -> RResult<FfiEngineDescription, RString>,
+
+    /// A table factory bound to one dataset: the host calls its `create` with the
+    /// `CREATE EXTERNAL TABLE` command and a session of its own.
+    pub create_table_factory: extern "C" fn(
+        source: ROption<FfiAccelerationSource>,
+        partition_by: RVec<FfiPartitionedBy>,
+        codec: FfiLogicalCodec,
+    ) -> RResult<FfiTableFactory, RString>,
+
+    pub acceleration_layout:
+        extern "C" fn(source: &FfiAccelerationSource) -> RResult<FfiAccelerationLayout, RString>,
+
+    pub init: extern "C" fn(
+        source: FfiAccelerationSource,
+    ) -> FfiFuture<RResult<FfiBootstrapStatus, RString>>,
+
+    pub is_initialized: extern "C" fn(source: &FfiAccelerationSource) -> RResult<bool, RString>,
+
+    pub file_path:
+        extern "C" fn(source: &FfiAccelerationSource) -> RResult<RString, FfiFilePathError>,
+
+    /// Flushes and closes everything the engine holds open.
+    #[sabi(last_prefix_field)]
+    pub shutdown: extern "C" fn() -> FfiFuture<RResult<(), RString>>,
+}
+
+impl RootModule for AcceleratorModuleRef {
+    abi_stable::declare_root_module_statics! {AcceleratorModuleRef}
+    const BASE_NAME: &'static str = "accel_engine";
+    const NAME: &'static str = "accel_engine";
+    /// The plugin ABI version (`metadata::ABI_MAJOR`.`ABI_MINOR`), not the crate version.
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new("1.0.0");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{ABI_MAJOR, ABI_MINOR};
+
+    #[test]
+    fn entry_symbol_literal_matches_abi_stable() {
+        assert_eq!(ROOT_MODULE_SYMBOL, abi_stable::library::ROOT_MODULE_LOADER_NAME);
+    }
+
+    #[test]
+    fn module_version_is_the_abi_version() {
+        let v = AcceleratorModuleRef::VERSION_STRINGS;
+        assert_eq!(v.major, ABI_MAJOR.to_string());
+        assert_eq!(v.minor, ABI_MINOR.to_string());
+    }
+}

@@ -1,0 +1,40 @@
+//! # accel-plugin-api
+//!
+//! Everything an accelerator engine needs, and the only place the plugin ABI lives.
+//!
+//! - [`DataAccelerator`] and its types ([`accelerator`]): the engine contract, the same for
+//!   built-in and plugin engines;
+//! - [`metadata`]: the record every engine library embeds so the host can check it before
+//!   opening it;
+//! - [`ffi`]: the function table that crosses the library boundary, and its host-side consumer;
+//! - [`sdk`]: what `export_accelerator!` expands to — the plugin's runtime, panic containment and
+//!   the table behind the entry symbol, so an engine author never writes `extern "C"`;
+//! - [`builtin`]: the `linkme` slice through which engines compiled into the host register.
+//!
+//! Writing an engine:
+//! ```ignore
+//! #[derive(Default)]
+//! pub struct MyEngine;
+//! #[async_trait::async_trait]
+//! impl accel_plugin_api::DataAccelerator for MyEngine { /* … */ }
+//! accel_plugin_api::export_accelerator!(MyEngine, "my_engine");
+//! ```
+
+pub mod accelerator;
+pub mod builtin;
+pub mod ffi;
+pub mod metadata;
+pub mod sdk;
+
+pub use accelerator::{
+    AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,
+    DataAccelerator, FilePathError, Mode, ParameterSpec, PartitionedBy,
+};
+pub use builtin::BUILTIN_ENGINES;
+
+// Engine crates use these through the SDK so they always match the host's versions.
+pub use abi_stable;
+pub use async_trait::async_trait;
+pub use datafusion;
+pub use datafusion_ffi;
+pub use linkme;

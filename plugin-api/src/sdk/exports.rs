@@ -1,0 +1,187 @@
+//! The `extern "C"` functions behind an engine library's root module.
+//!
+//! Rules every function here follows:
+//! - no panic unwinds out of it: synchronous work runs under `catch_unwind`, asynchronous work
+//!   runs as a task on the plugin runtime, whose join error reports a panic;
+//! - engine code runs on the plugin's own runtime, never on whatever thread polls the future;
+//! - errors are plain text; the host prefixes them with the engine name and the call.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use abi_stable::prefix_type::PrefixTypeTrait;
+use abi_stable::std_types::{ROption, RResult, RString, RVec};
+use async_ffi::{FfiFuture, FutureExt};
+use datafusion::logical_expr::Expr;
+use datafusion_ffi::table_provider_factory::FFI_TableProviderFactory;
+use datafusion_proto::logical_plan::DefaultLogicalExtensionCodec;
+use datafusion_proto::logical_plan::from_proto::parse_expr;
+use datafusion_proto::protobuf::LogicalExprNode;
+use prost::Message;
+
+use super::panic_message;
+use super::plugin::{ExportedEngine, Plugin, plugin};
+use super::table_factory::EngineTableFactory;
+use crate::accelerator::{AccelerationSourceSpec, DataAccelerator, PartitionedBy};
+use crate::ffi::module::{AcceleratorModule, AcceleratorModuleRef};
+use crate::ffi::types::{
+    FfiAccelerationLayout, FfiAccelerationSource, FfiBootstrapStatus, FfiEngineDescription,
+    FfiFilePathError, FfiLogicalCodec, FfiParameterSpec, FfiPartitionedBy, FfiTableFactory,
+};
+
+/// Builds the function table for engine `E` (called once, by the entry symbol's constructor).
+pub fn root_module<E: ExportedEngine>() -> AcceleratorModuleRef {
+    AcceleratorModule {
+        describe: describe::<E>,
+        create_table_factory: create_table_factory::<E>,
+        acceleration_layout: acceleration_layout::<E>,
+        init: init::<E>,
+        is_initialized: is_initialized::<E>,
+        file_path: file_path::<E>,
+        shutdown: shutdown::<E>,
+    }
+    .leak_into_prefix()
+}
+
+extern "C" fn describe<E: ExportedEngine>() -> RResult<FfiEngineDescription, RString> {
+    run_sync::<E, _>("describe", |p| {
+        Ok(FfiEngineDescription {
+            name: p.engine.name().into(),
+            prefix: p.engine.prefix().into(),
+            parameters: p.engine.parameters().iter().map(FfiParameterSpec::from).collect(),
+            valid_file_extensions: p
+                .engine
+                .valid_file_extensions()
+                .into_iter()
+                .map(RString::from)
+                .collect(),
+        })
+    })
+}
+
+extern "C" fn create_table_factory<E: ExportedEngine>(
+    source: ROption<FfiAccelerationSource>,
+    partition_by: RVec<FfiPartitionedBy>,
+    codec: FfiLogicalCodec,
+) -> RResult<FfiTableFactory, RString> {
+    run_sync::<E, _>("create_table_factory", move |p| {
+        let partition_by = decode_partitions(p, &partition_by)?;
+        let factory = EngineTableFactory {
+            engine: Arc::clone(&p.engine),
+            source: source.into_option().map(|s| AccelerationSourceSpec::from(&s)),
+            partition_by,
+            runtime: p.runtime.handle().clone(),
+            runtime_env: Arc::clone(&p.runtime_env),
+        };
+        Ok(FfiTableFactory(FFI_TableProviderFactory::new_with_ffi_codec(
+            Arc::new(factory),
+            Some(p.runtime.handle().clone()),
+            codec.0,
+        )))
+    })
+}
+
+fn decode_partitions(p: &Plugin, parts: &[FfiPartitionedBy]) -> Result<Vec<PartitionedBy>, String> {
+    parts
+        .iter()
+        .map(|part| {
+            let node = LogicalExprNode::decode(part.expression_proto.as_slice())
+                .map_err(|e| format!("partition `{}`: undecodable expression: {e}", part.name))?;
+            let expression: Expr = parse_expr(&node, &p.task_ctx, &DefaultLogicalExtensionCodec {})
+                .map_err(|e| format!("partition `{}`: {e}", part.name))?;
+            Ok(PartitionedBy { name: part.name.to_string(), expression })
+        })
+        .collect()
+}
+
+extern "C" fn acceleration_layout<E: ExportedEngine>(
+    source: &FfiAccelerationSource,
+) -> RResult<FfiAccelerationLayout, RString> {
+    let spec = AccelerationSourceSpec::from(source);
+    run_sync::<E, _>("acceleration_layout", |p| {
+        Ok(FfiAccelerationLayout::from(&p.engine.acceleration_layout(&spec)))
+    })
+}
+
+extern "C" fn is_initialized<E: ExportedEngine>(
+    source: &FfiAccelerationSource,
+) -> RResult<bool, RString> {
+    let spec = AccelerationSourceSpec::from(source);
+    run_sync::<E, _>("is_initialized", |p| Ok(p.engine.is_initialized(&spec)))
+}
+
+extern "C" fn file_path<E: ExportedEngine>(
+    source: &FfiAccelerationSource,
+) -> RResult<RString, FfiFilePathError> {
+    let spec = AccelerationSourceSpec::from(source);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let p = plugin::<E>().map_err(|e| crate::FilePathError::Other(e))?;
+        p.engine.file_path(&spec)
+    }));
+    match outcome {
+        Ok(Ok(path)) => RResult::ROk(path.into()),
+        Ok(Err(e)) => RResult::RErr(e.into()),
+        Err(payload) => RResult::RErr(FfiFilePathError::Other(
+            format!("panicked in file_path: {}", panic_message(&*payload)).into(),
+        )),
+    }
+}
+
+extern "C" fn init<E: ExportedEngine>(
+    source: FfiAccelerationSource,
+) -> FfiFuture<RResult<FfiBootstrapStatus, RString>> {
+    let spec = AccelerationSourceSpec::from(&source);
+    run_async::<E, _, _>("init", move |engine| async move {
+        engine.init(&spec).await.map(FfiBootstrapStatus::from).map_err(|e| e.to_string())
+    })
+}
+
+extern "C" fn shutdown<E: ExportedEngine>() -> FfiFuture<RResult<(), RString>> {
+    run_async::<E, _, _>("shutdown", |engine| async move {
+        engine.shutdown().await.map_err(|e| e.to_string())
+    })
+}
+
+/// Runs synchronous engine code, turning a panic into an error.
+fn run_sync<E: ExportedEngine, T>(
+    call: &str,
+    f: impl FnOnce(&'static Plugin) -> Result<T, String>,
+) -> RResult<T, RString> {
+    match catch_unwind(AssertUnwindSafe(|| plugin::<E>().and_then(f))) {
+        Ok(Ok(value)) => RResult::ROk(value),
+        Ok(Err(message)) => RResult::RErr(message.into()),
+        Err(payload) => {
+            RResult::RErr(format!("panicked in {call}: {}", panic_message(&*payload)).into())
+        }
+    }
+}
+
+/// Runs asynchronous engine code as a task on the plugin runtime; a panic in it becomes an
+/// error.
+fn run_async<E, T, Fut>(
+    call: &'static str,
+    f: impl FnOnce(Arc<dyn DataAccelerator>) -> Fut + Send + 'static,
+) -> FfiFuture<RResult<T, RString>>
+where
+    E: ExportedEngine,
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, String>> + Send + 'static,
+{
+    async move {
+        let p = match plugin::<E>() {
+            Ok(p) => p,
+            Err(message) => return RResult::RErr(message.into()),
+        };
+        let engine = Arc::clone(&p.engine);
+        match p.runtime.spawn(async move { f(engine).await }).await {
+            Ok(Ok(value)) => RResult::ROk(value),
+            Ok(Err(message)) => RResult::RErr(message.into()),
+            Err(join) if join.is_panic() => RResult::RErr(
+                format!("panicked in {call}: {}", panic_message(&*join.into_panic())).into(),
+            ),
+            Err(_) => RResult::RErr(format!("{call} was cancelled").into()),
+        }
+    }
+    .into_ffi()
+}

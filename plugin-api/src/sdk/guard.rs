@@ -1,0 +1,253 @@
+//! Wrappers around an engine's table provider, its plans and its streams, for the calls that
+//! datafusion-ffi makes into them from `extern "C"` functions (where a panic would abort the
+//! process). Each wrapper contains panics — they become a `DataFusionError` naming the engine —
+//! and runs engine code inside the plugin runtime.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::config::ConfigOptions;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::runtime::Handle;
+
+use super::panic_message;
+
+fn panic_error(engine: &str, call: &str, payload: Box<dyn Any + Send>) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "engine `{engine}` panicked in {call}: {}",
+        panic_message(&*payload)
+    ))
+}
+
+/// Polls a future with the plugin runtime entered, so that engine code may spawn tasks and
+/// use timers and blocking pools of its own runtime, whichever thread polls it.
+struct InRuntime<F> {
+    runtime: Handle,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let _entered = this.runtime.enter();
+        this.future.as_mut().poll(cx)
+    }
+}
+
+/// Runs an engine future in the plugin runtime, turning a panic into an error.
+async fn contained<T>(
+    engine: &str,
+    call: &str,
+    runtime: &Handle,
+    future: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let future = AssertUnwindSafe(future).catch_unwind();
+    match (InRuntime { runtime: runtime.clone(), future: Box::pin(future) }).await {
+        Ok(result) => result,
+        Err(payload) => Err(panic_error(engine, call, payload)),
+    }
+}
+
+/// The engine's table provider as exported to the host.
+#[derive(Debug)]
+pub struct GuardedTableProvider {
+    inner: Arc<dyn TableProvider>,
+    engine: Arc<str>,
+    runtime: Handle,
+    schema: SchemaRef,
+    table_type: TableType,
+}
+
+impl GuardedTableProvider {
+    /// Wraps a provider; its schema and table type are read once, here, so the host's calls
+    /// for them never reach engine code.
+    pub fn try_new(inner: Arc<dyn TableProvider>, engine: &str, runtime: Handle) -> Result<Self> {
+        let (schema, table_type) =
+            catch_unwind(AssertUnwindSafe(|| (inner.schema(), inner.table_type())))
+                .map_err(|p| panic_error(engine, "schema", p))?;
+        Ok(Self { inner, engine: engine.into(), runtime, schema, table_type })
+    }
+}
+
+#[async_trait]
+impl TableProvider for GuardedTableProvider {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        self.table_type
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        catch_unwind(AssertUnwindSafe(|| self.inner.statistics())).ok().flatten()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        catch_unwind(AssertUnwindSafe(|| self.inner.supports_filters_pushdown(filters)))
+            .map_err(|p| panic_error(&self.engine, "supports_filters_pushdown", p))?
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let scan = self.inner.scan(state, projection, filters, limit);
+        let plan = contained(&self.engine, "scan", &self.runtime, scan).await?;
+        Ok(GuardedExec::wrap(plan, &self.engine))
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let insert = self.inner.insert_into(state, input, insert_op);
+        let plan = contained(&self.engine, "insert_into", &self.runtime, insert).await?;
+        Ok(GuardedExec::wrap(plan, &self.engine))
+    }
+}
+
+/// An engine execution plan as exported to the host.
+#[derive(Debug)]
+pub struct GuardedExec {
+    inner: Arc<dyn ExecutionPlan>,
+    engine: Arc<str>,
+}
+
+impl GuardedExec {
+    pub fn wrap(inner: Arc<dyn ExecutionPlan>, engine: &Arc<str>) -> Arc<dyn ExecutionPlan> {
+        Arc::new(Self { inner, engine: Arc::clone(engine) })
+    }
+
+    fn guard<T>(&self, call: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_error(&self.engine, call, p))?
+    }
+}
+
+impl DisplayAs for GuardedExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        self.inner.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for GuardedExec {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn downcast_delegate(&self) -> Option<&dyn ExecutionPlan> {
+        Some(self.inner.as_ref())
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.inner.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        self.inner.children()
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        self.inner.apply_expressions(f)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let inner = Arc::clone(&self.inner);
+        let plan = self.guard("with_new_children", || inner.with_new_children(children))?;
+        Ok(Self::wrap(plan, &self.engine))
+    }
+
+    fn repartitioned(
+        &self,
+        target_partitions: usize,
+        config: &ConfigOptions,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let plan =
+            self.guard("repartitioned", || self.inner.repartitioned(target_partitions, config))?;
+        Ok(plan.map(|p| Self::wrap(p, &self.engine)))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let stream = self.guard("execute", || self.inner.execute(partition, context))?;
+        let schema = stream.schema();
+        Ok(Box::pin(GuardedStream {
+            inner: Some(stream),
+            schema,
+            engine: Arc::clone(&self.engine),
+        }))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        catch_unwind(AssertUnwindSafe(|| self.inner.metrics())).ok().flatten()
+    }
+}
+
+/// An engine record batch stream as exported to the host: a panic while polling ends the
+/// stream with an error.
+struct GuardedStream {
+    inner: Option<SendableRecordBatchStream>,
+    schema: SchemaRef,
+    engine: Arc<str>,
+}
+
+impl Stream for GuardedStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match catch_unwind(AssertUnwindSafe(|| inner.poll_next_unpin(cx))) {
+            Ok(poll) => poll,
+            Err(payload) => {
+                // The engine stream may be in any state after a panic: never poll it again.
+                self.inner = None;
+                Poll::Ready(Some(Err(panic_error(&self.engine, "stream poll", payload))))
+            }
+        }
+    }
+}
+
+impl RecordBatchStream for GuardedStream {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}

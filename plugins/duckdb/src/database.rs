@@ -1,0 +1,169 @@
+//! One open DuckDB database (a file, or one in-memory instance) and its connections.
+//!
+//! DuckDB must never have the same file open twice in one process: every table stored in a
+//! file shares that file's single [`Database`], found through [`Databases`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use datafusion::error::{DataFusionError, Result};
+use duckdb::{Config, Connection};
+
+/// Settings a database is opened with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    pub memory_limit: Option<String>,
+    pub threads: Option<i64>,
+}
+
+/// An open database: a root connection and idle clones of it.
+pub struct Database {
+    /// `None` for an in-memory database.
+    path: Option<PathBuf>,
+    root: Mutex<Connection>,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("path", &self.path).finish()
+    }
+}
+
+pub fn duck_error(context: &str, e: duckdb::Error) -> DataFusionError {
+    DataFusionError::External(format!("duckdb: {context}: {e}").into())
+}
+
+fn config(options: &OpenOptions) -> Result<Config> {
+    // Never download extensions at query time: the bundled DuckDB is all there is.
+    let mut config = Config::default()
+        .enable_autoload_extension(false)
+        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        .map_err(|e| duck_error("configuring", e))?;
+    if let Some(limit) = &options.memory_limit {
+        config = config.max_memory(limit).map_err(|e| duck_error("duckdb_memory_limit", e))?;
+    }
+    if let Some(threads) = options.threads {
+        config = config.threads(threads).map_err(|e| duck_error("duckdb_threads", e))?;
+    }
+    Ok(config)
+}
+
+impl Database {
+    /// Opens a new in-memory database.
+    pub fn in_memory(options: &OpenOptions) -> Result<Arc<Self>> {
+        let root = Connection::open_in_memory_with_flags(config(options)?)
+            .map_err(|e| duck_error("opening an in-memory database", e))?;
+        Ok(Arc::new(Self { path: None, root: Mutex::new(root), idle: Mutex::new(Vec::new()) }))
+    }
+
+    fn open_file(path: &Path, options: &OpenOptions) -> Result<Arc<Self>> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                DataFusionError::External(
+                    format!("duckdb: cannot create directory {}: {e}", parent.display()).into(),
+                )
+            })?;
+        }
+        let root = Connection::open_with_flags(path, config(options)?)
+            .map_err(|e| duck_error(&format!("opening {}", path.display()), e))?;
+        Ok(Arc::new(Self {
+            path: Some(path.to_owned()),
+            root: Mutex::new(root),
+            idle: Mutex::new(Vec::new()),
+        }))
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// A connection to this database, returned to the pool when dropped.
+    pub fn connect(self: &Arc<Self>) -> Result<PooledConnection> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self
+                .root
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .try_clone()
+                .map_err(|e| duck_error("opening a connection", e))?,
+        };
+        Ok(PooledConnection { conn: Some(conn), database: Arc::clone(self) })
+    }
+
+    /// Writes everything to the file (no-op in memory).
+    pub fn checkpoint(&self) -> Result<()> {
+        if self.path.is_some() {
+            self.root
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .execute_batch("CHECKPOINT")
+                .map_err(|e| duck_error("checkpoint", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// A connection borrowed from a [`Database`].
+pub struct PooledConnection {
+    conn: Option<Connection>,
+    database: Arc<Database>,
+}
+
+impl std::ops::Deref for PooledConnection {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl Drop for PooledConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.database.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        }
+    }
+}
+
+/// The file databases open in this engine, by canonical path.
+#[derive(Default)]
+pub struct Databases {
+    files: Mutex<HashMap<PathBuf, Weak<Database>>>,
+}
+
+impl Databases {
+    /// The database of `path`, opened once for all tables stored in it.
+    pub fn file(&self, path: &Path, options: &OpenOptions) -> Result<Arc<Database>> {
+        let key = canonical(path);
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(db) = files.get(&key).and_then(Weak::upgrade) {
+            return Ok(db);
+        }
+        let db = Database::open_file(path, options)?;
+        files.insert(key, Arc::downgrade(&db));
+        Ok(db)
+    }
+
+    /// Every file database still open.
+    pub fn open_files(&self) -> Vec<Arc<Database>> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.values().filter_map(Weak::upgrade).collect()
+    }
+}
+
+/// `path` made absolute and free of `..` as far as it exists, so two spellings of one file
+/// share a database.
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+            parent.canonicalize().map(|p| p.join(name)).unwrap_or_else(|_| path.to_owned())
+        }
+        _ => std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned()),
+    }
+}

@@ -1,0 +1,157 @@
+//! # accel-engine-duckdb
+//!
+//! The DuckDB accelerator engine: tables stored in a DuckDB database, in memory
+//! (`LOCATION ':memory:'`, one database per table) or in a file (`LOCATION 'path/t.duckdb'`,
+//! one database per file, shared by its tables). Built as a plugin library
+//! (`export_accelerator!`) and usable as an rlib linked into a host.
+
+mod arrow_bridge;
+mod database;
+mod scan;
+mod sink;
+mod table;
+mod types;
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use accel_plugin_api::{
+    AccelerationLayout, AccelerationSource, DataAccelerator, FilePathError, Mode, ParameterSpec,
+    PartitionedBy, async_trait, export_accelerator,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::plan_err;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::CreateExternalTable;
+
+use crate::database::{Database, Databases, OpenOptions};
+use crate::table::DuckDbTable;
+
+/// Name of the engine, as written after `STORED AS`.
+pub const ENGINE_NAME: &str = "duckdb";
+
+const FILE_EXTENSIONS: [&str; 3] = ["db", "ddb", "duckdb"];
+
+static PARAMETERS: [ParameterSpec; 2] = [
+    ParameterSpec::new("memory_limit", "DuckDB memory limit, e.g. '2GB' (DuckDB's max_memory)"),
+    ParameterSpec::new("threads", "Number of DuckDB worker threads for this database"),
+];
+
+/// The DuckDB engine.
+#[derive(Default)]
+pub struct DuckDbAccelerator {
+    databases: Databases,
+}
+
+export_accelerator!(DuckDbAccelerator, "duckdb");
+
+impl DuckDbAccelerator {
+    fn open_options(&self, source: Option<&dyn AccelerationSource>) -> Result<OpenOptions> {
+        let mut options = OpenOptions::default();
+        let Some(source) = source else { return Ok(options) };
+        let params = source.params();
+        options.memory_limit = params.get("duckdb_memory_limit").cloned();
+        if let Some(threads) = params.get("duckdb_threads") {
+            options.threads = Some(threads.parse().map_err(|_| {
+                DataFusionError::Plan(format!(
+                    "option duckdb_threads must be a positive integer, found `{threads}`"
+                ))
+            })?);
+        }
+        Ok(options)
+    }
+}
+
+#[async_trait]
+impl DataAccelerator for DuckDbAccelerator {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        ENGINE_NAME
+    }
+
+    fn prefix(&self) -> &str {
+        ENGINE_NAME
+    }
+
+    fn parameters(&self) -> &[ParameterSpec] {
+        &PARAMETERS
+    }
+
+    async fn create_external_table(
+        &self,
+        cmd: CreateExternalTable,
+        source: Option<&dyn AccelerationSource>,
+        partition_by: Vec<PartitionedBy>,
+        _runtime_env: Arc<RuntimeEnv>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        if !partition_by.is_empty() {
+            return plan_err!("the duckdb engine does not partition tables; remove PARTITIONED BY");
+        }
+        let options = self.open_options(source)?;
+        let database = match source.filter(|s| s.mode() == Mode::File) {
+            Some(source) => {
+                let path = self.file_path(source).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+                self.databases.file(Path::new(&path), &options)?
+            }
+            None => Database::in_memory(&options)?,
+        };
+        let schema: SchemaRef = Arc::new(cmd.schema.as_arrow().clone());
+        let name = cmd.name.table().to_owned();
+        let table = tokio::task::spawn_blocking(move || {
+            DuckDbTable::create_or_open(database, &name, schema, cmd.constraints)
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        Ok(Arc::new(table))
+    }
+
+    fn acceleration_layout(&self, source: &dyn AccelerationSource) -> AccelerationLayout {
+        match self.file_path(source) {
+            Ok(path) => AccelerationLayout::File(PathBuf::from(path)),
+            Err(_) => AccelerationLayout::None,
+        }
+    }
+
+    fn is_initialized(&self, source: &dyn AccelerationSource) -> bool {
+        match source.mode() {
+            Mode::Memory => true,
+            Mode::File => self.file_path(source).is_ok_and(|p| Path::new(&p).exists()),
+        }
+    }
+
+    fn valid_file_extensions(&self) -> Vec<String> {
+        FILE_EXTENSIONS.iter().map(|e| (*e).to_owned()).collect()
+    }
+
+    fn file_path(&self, source: &dyn AccelerationSource) -> Result<String, FilePathError> {
+        if source.mode() != Mode::File {
+            return Err(FilePathError::NotFileMode);
+        }
+        let path = match source.location() {
+            Some(location) => PathBuf::from(location),
+            None => source.data_directory().join(format!("{}.duckdb", source.dataset_name())),
+        };
+        let extension = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+        if !FILE_EXTENSIONS.contains(&extension.as_str()) {
+            return Err(FilePathError::InvalidExtension {
+                path: path.display().to_string(),
+                found: extension,
+                expected: self.valid_file_extensions(),
+            });
+        }
+        Ok(path.display().to_string())
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        let databases = self.databases.open_files();
+        tokio::task::spawn_blocking(move || databases.iter().try_for_each(|db| db.checkpoint()))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests: they load the real plugin libraries (built by `cargo build --workspace`,
+//! which `scripts/test` runs first) through the real loader, as a library and through the
+//! `accel` binary.
+
+mod integration {
+    pub mod common;
+    mod cli;
+    mod fixtures;
+    mod host_library;
+}

@@ -1,0 +1,83 @@
+//! The `accel` binary, driven as a user would.
+
+use super::common::{accel, duckdb_library, plugin_dir_with_duckdb, stderr, stdout};
+
+#[test]
+fn sql_prints_the_last_result_as_csv() {
+    let plugins = plugin_dir_with_duckdb();
+    let dir = plugins.path().to_str().unwrap();
+    let out = accel(&[
+        "--plugin-dir",
+        dir,
+        "sql",
+        "CREATE EXTERNAL TABLE t (a INT, b VARCHAR) STORED AS duckdb LOCATION ':memory:'; \
+         INSERT INTO t VALUES (1,'x'),(2,'y'); SELECT sum(a) AS s FROM t",
+        "--format",
+        "csv",
+    ]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "s\n3\n");
+}
+
+#[test]
+fn file_table_rows_survive_the_process() {
+    let plugins = plugin_dir_with_duckdb();
+    let dir = plugins.path().to_str().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("t.duckdb");
+    let create = format!(
+        "CREATE EXTERNAL TABLE t (a INT, b VARCHAR) STORED AS duckdb LOCATION '{}'",
+        file.display()
+    );
+    let first = accel(&[
+        "--plugin-dir",
+        dir,
+        "sql",
+        &format!("{create}; INSERT INTO t VALUES (1,'x'),(2,'y')"),
+    ]);
+    assert!(first.status.success(), "stderr: {}", stderr(&first));
+    let second = accel(&[
+        "--plugin-dir",
+        dir,
+        "sql",
+        &format!("{create}; SELECT b, a FROM t ORDER BY a"),
+        "--format",
+        "json",
+    ]);
+    assert!(second.status.success(), "stderr: {}", stderr(&second));
+    assert_eq!(stdout(&second).trim(), r#"[{"b":"x","a":1},{"b":"y","a":2}]"#);
+}
+
+#[test]
+fn engines_lists_builtin_and_plugin_with_path() {
+    let plugins = plugin_dir_with_duckdb();
+    let dir = plugins.path().to_str().unwrap();
+    let out = accel(&["--plugin-dir", dir, "engines", "--verbose"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    let arrow = text.lines().find(|l| l.starts_with("arrow ")).expect(&text);
+    assert!(arrow.contains("built-in"), "{arrow}");
+    let duckdb = text.lines().find(|l| l.starts_with("duckdb ")).expect(&text);
+    let library = plugins.path().join(duckdb_library().file_name().unwrap());
+    assert!(duckdb.contains(&library.display().to_string()), "{duckdb}");
+    assert!(duckdb.contains(" 1.0 "), "plugin-api version shown: {duckdb}");
+    assert!(text.contains("duckdb_memory_limit"), "parameters listed: {text}");
+}
+
+#[test]
+fn check_plugin_reads_metadata_without_loading() {
+    let out = accel(&["check-plugin", duckdb_library().to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("engine:           duckdb 0.1.0"), "{text}");
+    assert!(text.contains("datafusion-ffi:   55"), "{text}");
+    assert!(text.contains("compatible:       yes"), "{text}");
+}
+
+#[test]
+fn errors_go_to_stderr_with_failure_status() {
+    let out = accel(&["sql", "SELECT * FROM missing_table"]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty());
+    assert!(stderr(&out).contains("missing_table"), "{}", stderr(&out));
+}
