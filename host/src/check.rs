@@ -49,14 +49,21 @@ impl fmt::Display for Mismatch {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error("{path}: cannot read: {error}")]
-    Unreadable { path: PathBuf, error: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path}: not a shared library ({detail}); remove it from the plugin directory")]
     NotALibrary { path: PathBuf, detail: String },
     #[error(
         "{path}: built for architecture {found}, this host runs on {expected}; \
          build the engine for this machine"
     )]
-    WrongArchitecture { path: PathBuf, expected: String, found: String },
+    WrongArchitecture {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
     #[error(
         "{path}: no `{SECTION_NAME}` metadata section: not an accel engine library, or built \
          without `accel_plugin_api::export_accelerator!`"
@@ -70,7 +77,11 @@ pub enum CheckError {
     )]
     NoEntrySymbol { path: PathBuf },
     #[error("{path}: incompatible with this host:{}", list(.mismatches))]
-    Incompatible { path: PathBuf, metadata: Box<PluginMetadata>, mismatches: Vec<Mismatch> },
+    Incompatible {
+        path: PathBuf,
+        metadata: Box<PluginMetadata>,
+        mismatches: Vec<Mismatch>,
+    },
 }
 
 fn list(mismatches: &[Mismatch]) -> String {
@@ -80,15 +91,22 @@ fn list(mismatches: &[Mismatch]) -> String {
 /// Reads the metadata record of a library file, checking only that the file is a shared
 /// library carrying a well-formed record.
 pub fn read_metadata(path: &Path) -> Result<PluginMetadata, CheckError> {
-    let file = File::open(path)
-        .map_err(|error| CheckError::Unreadable { path: path.to_owned(), error })?;
+    let file = File::open(path).map_err(|error| CheckError::Unreadable {
+        path: path.to_owned(),
+        error,
+    })?;
     let cache = ReadCache::new(file);
-    let object = object::File::parse(&cache)
-        .map_err(|e| CheckError::NotALibrary { path: path.to_owned(), detail: e.to_string() })?;
+    let object = object::File::parse(&cache).map_err(|e| CheckError::NotALibrary {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
     if object.kind() != ObjectKind::Dynamic {
         return Err(CheckError::NotALibrary {
             path: path.to_owned(),
-            detail: format!("object kind is {:?}, expected a dynamic library", object.kind()),
+            detail: format!(
+                "object kind is {:?}, expected a dynamic library",
+                object.kind()
+            ),
         });
     }
     if let Some(expected) = host_architecture()
@@ -103,22 +121,30 @@ pub fn read_metadata(path: &Path) -> Result<PluginMetadata, CheckError> {
     let section = object
         .section_by_name(SECTION_NAME)
         .or_else(|| object.section_by_name(MACHO_SECTION_NAME))
-        .ok_or_else(|| CheckError::NoMetadata { path: path.to_owned() })?;
-    let data = section
-        .data()
-        .map_err(|e| CheckError::NotALibrary { path: path.to_owned(), detail: e.to_string() })?;
-    let metadata = PluginMetadata::from_bytes(data)
-        .map_err(|error| CheckError::BadMetadata { path: path.to_owned(), error })?;
-    let exports = object
-        .exports()
-        .map_err(|e| CheckError::NotALibrary { path: path.to_owned(), detail: e.to_string() })?;
+        .ok_or_else(|| CheckError::NoMetadata {
+            path: path.to_owned(),
+        })?;
+    let data = section.data().map_err(|e| CheckError::NotALibrary {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let metadata = PluginMetadata::from_bytes(data).map_err(|error| CheckError::BadMetadata {
+        path: path.to_owned(),
+        error,
+    })?;
+    let exports = object.exports().map_err(|e| CheckError::NotALibrary {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
     let has_entry = exports.iter().any(|e| {
         let name = e.name();
         name == ROOT_MODULE_SYMBOL.as_bytes()
             || name.strip_prefix(b"_") == Some(ROOT_MODULE_SYMBOL.as_bytes())
     });
     if !has_entry {
-        return Err(CheckError::NoEntrySymbol { path: path.to_owned() });
+        return Err(CheckError::NoEntrySymbol {
+            path: path.to_owned(),
+        });
     }
     Ok(metadata)
 }
@@ -194,9 +220,13 @@ pub fn check(path: &Path) -> Result<CheckedLibrary, CheckError> {
             mismatches,
         });
     }
-    let version = semver::Version::parse(&metadata.engine_version)
-        .expect("checked by mismatches()");
-    Ok(CheckedLibrary { path: path.to_owned(), metadata, version })
+    let version =
+        semver::Version::parse(&metadata.engine_version).expect("checked by mismatches()");
+    Ok(CheckedLibrary {
+        path: path.to_owned(),
+        metadata,
+        version,
+    })
 }
 
 fn host_architecture() -> Option<Architecture> {

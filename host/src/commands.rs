@@ -10,7 +10,10 @@ use accel_host::output::{Format, render};
 
 /// `accel sql`: runs the statements, prints the last result.
 pub async fn sql(host: &Host, statements: &str, format: Format) -> ExitCode {
-    let outcome = host.sql(statements).await.and_then(|batches| render(&batches, format));
+    let outcome = host
+        .sql(statements)
+        .await
+        .and_then(|batches| render(&batches, format));
     match outcome {
         Ok(text) => print_out(&text),
         Err(e) => {
@@ -38,7 +41,10 @@ fn print_out(text: &str) -> ExitCode {
 
 /// `accel engines`: one line per engine.
 pub fn engines(host: &Host, verbose: bool) -> ExitCode {
-    let mut text = format!("{:<12} {:<10} {:<10} {}\n", "ENGINE", "VERSION", "PLUGIN-API", "ORIGIN");
+    let mut text = format!(
+        "{:<12} {:<10} {:<10} {}\n",
+        "ENGINE", "VERSION", "PLUGIN-API", "ORIGIN"
+    );
     for engine in host.registry.engines() {
         let a = &engine.accelerator;
         text.push_str(&format!(
@@ -50,7 +56,11 @@ pub fn engines(host: &Host, verbose: bool) -> ExitCode {
         ));
         if verbose {
             for p in a.parameters() {
-                let default = p.default.as_deref().map(|d| format!(" (default {d})")).unwrap_or_default();
+                let default = p
+                    .default
+                    .as_deref()
+                    .map(|d| format!(" (default {d})"))
+                    .unwrap_or_default();
                 let required = if p.required { " (required)" } else { "" };
                 text.push_str(&format!(
                     "    {}_{}{default}{required}: {}\n",
@@ -103,10 +113,17 @@ pub async fn shell(host: &Host, format: Format) -> ExitCode {
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    println!("accel shell — engines: {}. End statements with `;`, `\\q` quits.", host.registry.names().join(", "));
+    println!(
+        "accel shell — engines: {}. End statements with `;`, `\\q` quits.",
+        host.registry.names().join(", ")
+    );
     let mut pending = String::new();
     loop {
-        let prompt = if pending.is_empty() { "accel> " } else { "   ..> " };
+        let prompt = if pending.is_empty() {
+            "accel> "
+        } else {
+            "   ..> "
+        };
         let line = match editor.readline(prompt) {
             Ok(line) => line,
             Err(rustyline::error::ReadlineError::Interrupted) => {
@@ -129,7 +146,11 @@ pub async fn shell(host: &Host, format: Format) -> ExitCode {
         }
         let statements = std::mem::take(&mut pending);
         let _ = editor.add_history_entry(statements.trim());
-        match host.sql(&statements).await.and_then(|batches| render(&batches, format)) {
+        match host
+            .sql(&statements)
+            .await
+            .and_then(|batches| render(&batches, format))
+        {
             Ok(text) => {
                 let _ = print_out(&text);
             }

@@ -79,7 +79,10 @@ pub fn discover(dirs: &[PathBuf]) -> Discovery {
 }
 
 fn classify(path: &Path) -> Result<(), String> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if name.starts_with('.') {
         return Err("hidden file".to_owned());
     }

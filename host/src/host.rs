@@ -34,7 +34,11 @@ pub struct HostOptions {
 
 impl Default for HostOptions {
     fn default() -> Self {
-        Self { plugin_dirs: Vec::new(), use_plugin_path_var: true, data_dir: PathBuf::from("accel-data") }
+        Self {
+            plugin_dirs: Vec::new(),
+            use_plugin_path_var: true,
+            data_dir: PathBuf::from("accel-data"),
+        }
     }
 }
 
@@ -59,7 +63,10 @@ pub struct Host {
 impl Host {
     /// Runs the pipeline and builds the session.
     pub fn start(options: &HostOptions) -> Self {
-        let var = options.use_plugin_path_var.then(|| std::env::var(PLUGIN_PATH_VAR).ok()).flatten();
+        let var = options
+            .use_plugin_path_var
+            .then(|| std::env::var(PLUGIN_PATH_VAR).ok())
+            .flatten();
         let dirs = plugin_dirs(&options.plugin_dirs, var.as_deref());
         let found = discover(&dirs);
         let mut report = StartupReport {
@@ -90,7 +97,11 @@ impl Host {
             }
         }
         let context = session_context(&registry, options.data_dir.clone());
-        Self { registry, report, context }
+        Self {
+            registry,
+            report,
+            context,
+        }
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -99,8 +110,7 @@ impl Host {
 
     /// Runs `;`-separated statements in order and returns the result of the last one.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let state = self.context.state();
-        let statements = DFParser::parse_sql_with_dialect(sql, state.config().options().sql_parser.dialect.as_ref())?;
+        let statements = DFParser::parse_sql(sql)?;
         if statements.is_empty() {
             return Err(DataFusionError::Plan("no SQL statement given".to_owned()));
         }
@@ -108,7 +118,12 @@ impl Host {
         for statement in statements {
             let plan = self.context.state().statement_to_plan(statement).await?;
             self.check_engine_exists(&plan)?;
-            last = self.context.execute_logical_plan(plan).await?.collect().await?;
+            last = self
+                .context
+                .execute_logical_plan(plan)
+                .await?
+                .collect()
+                .await?;
         }
         Ok(last)
     }
@@ -120,13 +135,21 @@ impl Host {
             return Ok(());
         };
         let state = self.context.state();
-        if state.table_factories().contains_key(&cmd.file_type.to_uppercase()) {
+        if state
+            .table_factories()
+            .contains_key(&cmd.file_type.to_uppercase())
+        {
             return Ok(());
         }
         let searched = if self.report.searched.is_empty() {
             "no plugin directory (use --plugin-dir DIR or ACCEL_PLUGIN_PATH)".to_owned()
         } else {
-            self.report.searched.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            self.report
+                .searched
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         Err(DataFusionError::Plan(format!(
             "no engine named `{}`: engines loaded: {}; plugin directories searched: {searched}",

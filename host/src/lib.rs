@@ -19,6 +19,7 @@ pub mod host;
 pub mod load;
 pub mod output;
 pub mod plugin_accelerator;
+pub mod plugin_exec;
 pub mod registry;
 pub mod serve;
 

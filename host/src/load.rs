@@ -61,14 +61,16 @@ pub fn load(checked: &CheckedLibrary) -> Result<(LoadedLibrary, ForeignAccelerat
     let copy = unique_copy(&checked.path, generation)
         .map_err(|e| fail("copying to a private file", e.to_string()))?;
     let opened = open_now_local(&copy);
-    let result = opened.map_err(|e| fail("dlopen", e.to_string())).and_then(|handle| {
-        let header =
-            lib_header_from_path(&copy).map_err(|e| fail("reading the entry symbol", e.to_string()))?;
-        let module = header
-            .init_root_module::<AcceleratorModuleRef>()
-            .map_err(|e| fail("checking the module layout", e.to_string()))?;
-        Ok((handle, module))
-    });
+    let result = opened
+        .map_err(|e| fail("dlopen", e.to_string()))
+        .and_then(|handle| {
+            let header = lib_header_from_path(&copy)
+                .map_err(|e| fail("reading the entry symbol", e.to_string()))?;
+            let module = header
+                .init_root_module::<AcceleratorModuleRef>()
+                .map_err(|e| fail("checking the module layout", e.to_string()))?;
+            Ok((handle, module))
+        });
     // The mapping stays valid after the copy is unlinked.
     let _ = std::fs::remove_file(&copy);
     let (handle, module) = result?;
@@ -97,7 +99,10 @@ pub fn load(checked: &CheckedLibrary) -> Result<(LoadedLibrary, ForeignAccelerat
 fn unique_copy(path: &Path, generation: u64) -> std::io::Result<PathBuf> {
     let dir = copies_dir();
     std::fs::create_dir_all(&dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let copy = dir.join(format!("g{generation}-{name}"));
     std::fs::copy(path, &copy)?;
     Ok(copy)

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 mod commands;
 
 #[derive(Debug, Parser)]
-#[command(name = "accel", version, about = "Host for DataFusion accelerator engines loaded from shared libraries")]
+#[command(
+    name = "accel",
+    version,
+    about = "Host for DataFusion accelerator engines loaded from shared libraries"
+)]
 struct Cli {
     /// Directory to search for engine libraries (repeatable; searched before ACCEL_PLUGIN_PATH).
     #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
@@ -63,7 +67,10 @@ fn main() -> ExitCode {
     if let Command::CheckPlugin { file } = &cli.command {
         return commands::check_plugin(file);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -81,7 +88,7 @@ fn main() -> ExitCode {
             eprintln!("warning: {problem}");
         }
     }
-    let code = runtime.block_on(async {
+    runtime.block_on(async {
         let code = match cli.command {
             Command::Sql { statements, format } => commands::sql(&host, &statements, format).await,
             Command::Engines { verbose } => commands::engines(&host, verbose),
@@ -92,6 +99,5 @@ fn main() -> ExitCode {
             eprintln!("warning: {failure}");
         }
         code
-    });
-    code
+    })
 }

@@ -23,7 +23,9 @@ impl FromStr for Format {
             "table" => Ok(Self::Table),
             "csv" => Ok(Self::Csv),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown format `{other}`: expected table, csv or json")),
+            other => Err(format!(
+                "unknown format `{other}`: expected table, csv or json"
+            )),
         }
     }
 }
@@ -35,7 +37,9 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
         Format::Csv => {
             let mut out = Vec::new();
             {
-                let mut writer = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
                 for batch in batches {
                     writer.write(batch)?;
                 }
@@ -53,8 +57,13 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String> {
                 writer.write_batches(&refs)?;
                 writer.finish()?;
             }
-            let text = String::from_utf8(out).map_err(|e| DataFusionError::External(Box::new(e)))?;
-            Ok(if text.is_empty() { "[]".to_owned() } else { text })
+            let text =
+                String::from_utf8(out).map_err(|e| DataFusionError::External(Box::new(e)))?;
+            Ok(if text.is_empty() {
+                "[]".to_owned()
+            } else {
+                text
+            })
         }
     }
 }
@@ -85,12 +94,18 @@ mod tests {
 
     #[test]
     fn csv_has_header_then_rows_and_quotes() {
-        assert_eq!(render(&[batch()], Format::Csv).unwrap(), "s,t\n3,\"a,b\"\n,c\n");
+        assert_eq!(
+            render(&[batch()], Format::Csv).unwrap(),
+            "s,t\n3,\"a,b\"\n,c\n"
+        );
     }
 
     #[test]
     fn json_is_an_array_of_objects() {
-        assert_eq!(render(&[batch()], Format::Json).unwrap(), r#"[{"s":3,"t":"a,b"},{"t":"c"}]"#);
+        assert_eq!(
+            render(&[batch()], Format::Json).unwrap(),
+            r#"[{"s":3,"t":"a,b"},{"t":"c"}]"#
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPus
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::load::LoadedLibrary;
+use crate::plugin_exec::PluginExec;
 
 /// An engine served by a loaded library.
 pub struct PluginAccelerator {
@@ -67,7 +68,10 @@ impl DataAccelerator for PluginAccelerator {
             .engine
             .create_external_table(cmd, source, partition_by, runtime_env)
             .await?;
-        Ok(Arc::new(PluginTable { table, library: Arc::clone(&self.library) }))
+        Ok(Arc::new(PluginTable {
+            table,
+            library: Arc::clone(&self.library),
+        }))
     }
 
     fn acceleration_layout(&self, source: &dyn AccelerationSource) -> AccelerationLayout {
@@ -136,7 +140,8 @@ impl TableProvider for PluginTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.table.scan(state, projection, filters, limit).await
+        let plan = self.table.scan(state, projection, filters, limit).await?;
+        Ok(PluginExec::wrap(plan, &self.library))
     }
 
     async fn insert_into(
@@ -145,6 +150,7 @@ impl TableProvider for PluginTable {
         input: Arc<dyn ExecutionPlan>,
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.table.insert_into(state, input, insert_op).await
+        let plan = self.table.insert_into(state, input, insert_op).await?;
+        Ok(PluginExec::wrap(plan, &self.library))
     }
 }

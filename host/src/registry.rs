@@ -99,9 +99,15 @@ impl EngineRegistry {
         }
         let registered = RegisteredEngine {
             accelerator: Arc::new(engine),
-            origin: Origin::Plugin { path: library.path.clone(), generation: library.generation },
+            origin: Origin::Plugin {
+                path: library.path.clone(),
+                generation: library.generation,
+            },
             version: library.version.clone(),
-            api_version: format!("{}.{}", library.metadata.abi_major, library.metadata.abi_minor),
+            api_version: format!(
+                "{}.{}",
+                library.metadata.abi_major, library.metadata.abi_minor
+            ),
         };
         Ok(self.engines.entry(name).or_insert(registered))
     }
@@ -123,7 +129,10 @@ impl EngineRegistry {
         let mut failures = Vec::new();
         for engine in self.engines.values() {
             if let Err(e) = engine.accelerator.shutdown().await {
-                failures.push(format!("engine `{}`: shutdown failed: {e}", engine.accelerator.name()));
+                failures.push(format!(
+                    "engine `{}`: shutdown failed: {e}",
+                    engine.accelerator.name()
+                ));
             }
         }
         failures

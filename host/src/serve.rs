@@ -20,8 +20,13 @@ use crate::registry::{EngineRegistry, RegisteredEngine};
 pub const MEMORY_LOCATION: &str = ":memory:";
 
 /// Options understood by the host for every engine (not prefixed).
-pub const COMMON_OPTIONS: &[&str] =
-    &["engine_version", "on_conflict", "indexes", "primary_key", "snapshot"];
+pub const COMMON_OPTIONS: &[&str] = &[
+    "engine_version",
+    "on_conflict",
+    "indexes",
+    "primary_key",
+    "snapshot",
+];
 
 /// Builds a session whose table factories are the registry's engines.
 pub fn session_context(registry: &EngineRegistry, data_dir: PathBuf) -> SessionContext {
@@ -30,7 +35,10 @@ pub fn session_context(registry: &EngineRegistry, data_dir: PathBuf) -> SessionC
         .with_default_features();
     let factories = builder.table_factories().get_or_insert_with(HashMap::new);
     for engine in registry.engines() {
-        let factory = EngineTableFactory { engine: engine.clone(), data_dir: data_dir.clone() };
+        let factory = EngineTableFactory {
+            engine: engine.clone(),
+            data_dir: data_dir.clone(),
+        };
         factories.insert(engine.accelerator.name().to_uppercase(), Arc::new(factory));
     }
     SessionContext::new_with_state(builder.build())
@@ -51,6 +59,8 @@ impl TableProviderFactory for EngineTableFactory {
         cmd: &CreateExternalTable,
     ) -> Result<Arc<dyn TableProvider>> {
         let engine = &self.engine.accelerator;
+        let mut cmd = cmd.clone();
+        cmd.options = unprefixed_options(&cmd.options);
         check_options(&self.engine, &cmd.options)?;
         let location = match cmd.locations.as_slice() {
             [one] => one.clone(),
@@ -82,11 +92,25 @@ impl TableProviderFactory for EngineTableFactory {
         let partition_by = cmd
             .table_partition_cols
             .iter()
-            .map(|c| PartitionedBy { name: c.clone(), expression: col(c.as_str()) })
+            .map(|c| PartitionedBy {
+                name: c.clone(),
+                expression: col(c.as_str()),
+            })
             .collect();
         let runtime_env = Arc::clone(state.runtime_env());
-        engine.create_external_table(cmd.clone(), Some(&source), partition_by, runtime_env).await
+        engine
+            .create_external_table(cmd, Some(&source), partition_by, runtime_env)
+            .await
     }
+}
+
+/// DataFusion files `OPTIONS` keys without a namespace under `format.`; engines see them as
+/// written.
+fn unprefixed_options(options: &HashMap<String, String>) -> HashMap<String, String> {
+    options
+        .iter()
+        .map(|(k, v)| (k.strip_prefix("format.").unwrap_or(k).to_owned(), v.clone()))
+        .collect()
 }
 
 /// Rejects options an engine does not know, listing the ones it does.

@@ -214,7 +214,11 @@ pub enum FilePathError {
     #[error("the dataset is not in file mode")]
     NotFileMode,
     #[error("file `{path}` has extension `{found}`; this engine accepts {expected:?}")]
-    InvalidExtension { path: String, found: String, expected: Vec<String> },
+    InvalidExtension {
+        path: String,
+        found: String,
+        expected: Vec<String>,
+    },
     #[error("{0}")]
     Other(String),
 }

@@ -11,7 +11,7 @@ pub static BUILTIN_ENGINES: [fn() -> Arc<dyn DataAccelerator>];
 
 /// Registers an engine type (which must implement `Default`) as a built-in engine.
 ///
-/// ```ignore
+/// ```text
 /// accel_plugin_api::register_builtin!(ARROW_ENGINE, ArrowAccelerator);
 /// ```
 #[macro_export]
@@ -19,8 +19,7 @@ macro_rules! register_builtin {
     ($static_name:ident, $engine:ty) => {
         #[$crate::linkme::distributed_slice($crate::builtin::BUILTIN_ENGINES)]
         #[linkme(crate = $crate::linkme)]
-        static $static_name: fn() -> ::std::sync::Arc<dyn $crate::DataAccelerator> = || {
-            ::std::sync::Arc::new(<$engine as ::std::default::Default>::default())
-        };
+        static $static_name: fn() -> ::std::sync::Arc<dyn $crate::DataAccelerator> =
+            || ::std::sync::Arc::new(<$engine as ::std::default::Default>::default());
     };
 }

@@ -12,7 +12,7 @@
 //! - [`builtin`]: the `linkme` slice through which engines compiled into the host register.
 //!
 //! Writing an engine:
-//! ```ignore
+//! ```text
 //! #[derive(Default)]
 //! pub struct MyEngine;
 //! #[async_trait::async_trait]

@@ -143,7 +143,12 @@ fn u32_at(bytes: &[u8], off: usize) -> u32 {
     u32::from_le_bytes([bytes[off], bytes[off + 1], bytes[off + 2], bytes[off + 3]])
 }
 
-fn str_at(bytes: &[u8], off: usize, len: usize, field: &'static str) -> Result<String, MetadataError> {
+fn str_at(
+    bytes: &[u8],
+    off: usize,
+    len: usize,
+    field: &'static str,
+) -> Result<String, MetadataError> {
     let raw = &bytes[off..off + len];
     let end = raw.iter().position(|&b| b == 0).unwrap_or(len);
     std::str::from_utf8(&raw[..end])
@@ -166,7 +171,11 @@ pub enum MetadataError {
 
 impl fmt::Display for PluginMetadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "engine:           {} {}", self.engine_name, self.engine_version)?;
+        writeln!(
+            f,
+            "engine:           {} {}",
+            self.engine_name, self.engine_version
+        )?;
         writeln!(f, "plugin-api ABI:   {}.{}", self.abi_major, self.abi_minor)?;
         writeln!(f, "datafusion-ffi:   {}", self.datafusion_ffi_major)?;
         writeln!(f, "target:           {}", self.target)?;
@@ -190,7 +199,12 @@ pub const fn encode_record(engine_name: &str, engine_version: &str) -> [u8; RECO
     out = put_str(out, OFF_TARGET, LEN_TARGET, BUILD_TARGET);
     out = put_str(out, OFF_NAME, LEN_NAME, engine_name);
     out = put_str(out, OFF_VERSION, LEN_VERSION, engine_version);
-    put_str(out, OFF_BUILD, LEN_BUILD, truncate_to(BUILD_RUSTC, LEN_BUILD - 1))
+    put_str(
+        out,
+        OFF_BUILD,
+        LEN_BUILD,
+        truncate_to(BUILD_RUSTC, LEN_BUILD - 1),
+    )
 }
 
 const fn put_bytes(mut out: [u8; RECORD_SIZE], off: usize, src: &[u8]) -> [u8; RECORD_SIZE] {
@@ -203,7 +217,10 @@ const fn put_bytes(mut out: [u8; RECORD_SIZE], off: usize, src: &[u8]) -> [u8; R
 }
 
 const fn put_str(out: [u8; RECORD_SIZE], off: usize, len: usize, s: &str) -> [u8; RECORD_SIZE] {
-    assert!(s.len() < len, "plugin metadata string does not fit its field");
+    assert!(
+        s.len() < len,
+        "plugin metadata string does not fit its field"
+    );
     put_bytes(out, off, s.as_bytes())
 }
 
@@ -249,10 +266,16 @@ mod tests {
 
     #[test]
     fn malformed_records_are_errors_not_panics() {
-        assert!(matches!(PluginMetadata::from_bytes(b""), Err(MetadataError::Truncated { .. })));
+        assert!(matches!(
+            PluginMetadata::from_bytes(b""),
+            Err(MetadataError::Truncated { .. })
+        ));
         let mut bad = encode_record("x", "1.0.0");
         bad[0] = b'X';
-        assert!(matches!(PluginMetadata::from_bytes(&bad), Err(MetadataError::BadMagic { .. })));
+        assert!(matches!(
+            PluginMetadata::from_bytes(&bad),
+            Err(MetadataError::BadMagic { .. })
+        ));
         let mut small = encode_record("x", "1.0.0");
         small[OFF_SIZE..OFF_SIZE + 4].copy_from_slice(&10u32.to_le_bytes());
         assert!(matches!(
@@ -263,7 +286,9 @@ mod tests {
         utf[OFF_NAME] = 0xff;
         assert!(matches!(
             PluginMetadata::from_bytes(&utf),
-            Err(MetadataError::BadString { field: "engine name" })
+            Err(MetadataError::BadString {
+                field: "engine name"
+            })
         ));
         // every prefix of a valid record decodes or errors, never panics
         let good = encode_record("duckdb", "1.0.0");

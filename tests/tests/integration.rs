@@ -3,8 +3,8 @@
 //! `accel` binary.
 
 mod integration {
-    pub mod common;
     mod cli;
+    pub mod common;
     mod fixtures;
     mod host_library;
 }

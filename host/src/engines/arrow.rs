@@ -83,13 +83,19 @@ pub struct ArrowTable {
 
 impl fmt::Debug for ArrowTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ArrowTable").field("schema", &self.schema).finish()
+        f.debug_struct("ArrowTable")
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
 impl ArrowTable {
     pub fn new(schema: SchemaRef, constraints: Constraints) -> Self {
-        Self { schema, constraints, batches: Arc::new(RwLock::new(Arc::new(Vec::new()))) }
+        Self {
+            schema,
+            constraints,
+            batches: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+        }
     }
 
     fn snapshot(&self) -> Arc<Vec<RecordBatch>> {
@@ -121,9 +127,15 @@ impl TableProvider for ArrowTable {
         let batches = self.snapshot();
         let target = state.config().target_partitions().max(1);
         let per_partition = batches.len().div_ceil(target).max(1);
-        let partitions: Vec<Vec<RecordBatch>> =
-            batches.chunks(per_partition).map(<[RecordBatch]>::to_vec).collect();
-        let partitions = if partitions.is_empty() { vec![vec![]] } else { partitions };
+        let partitions: Vec<Vec<RecordBatch>> = batches
+            .chunks(per_partition)
+            .map(<[RecordBatch]>::to_vec)
+            .collect();
+        let partitions = if partitions.is_empty() {
+            vec![vec![]]
+        } else {
+            partitions
+        };
         let source = MemorySourceConfig::try_new(&partitions, self.schema(), projection.cloned())?
             .with_limit(limit);
         Ok(DataSourceExec::from_data_source(source))
@@ -139,10 +151,16 @@ impl TableProvider for ArrowTable {
             InsertOp::Append => false,
             InsertOp::Overwrite => true,
             InsertOp::Replace => {
-                return plan_err!("the arrow engine has no keys: INSERT OR REPLACE is not supported");
+                return plan_err!(
+                    "the arrow engine has no keys: INSERT OR REPLACE is not supported"
+                );
             }
         };
-        let sink = ArrowSink { schema: self.schema(), batches: Arc::clone(&self.batches), overwrite };
+        let sink = ArrowSink {
+            schema: self.schema(),
+            batches: Arc::clone(&self.batches),
+            overwrite,
+        };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 }
@@ -156,13 +174,23 @@ struct ArrowSink {
 
 impl fmt::Debug for ArrowSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ArrowSink").field("overwrite", &self.overwrite).finish()
+        f.debug_struct("ArrowSink")
+            .field("overwrite", &self.overwrite)
+            .finish()
     }
 }
 
 impl DisplayAs for ArrowSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ArrowSink: {}", if self.overwrite { "overwrite" } else { "append" })
+        write!(
+            f,
+            "ArrowSink: {}",
+            if self.overwrite {
+                "overwrite"
+            } else {
+                "append"
+            }
+        )
     }
 }
 
@@ -187,7 +215,8 @@ impl DataSink for ArrowSink {
             .collect::<Result<_, _>>()
             .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
         let rows: usize = incoming.iter().map(RecordBatch::num_rows).sum();
-        let incoming: Vec<RecordBatch> = incoming.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let incoming: Vec<RecordBatch> =
+            incoming.into_iter().filter(|b| b.num_rows() > 0).collect();
         let mut guard = self.batches.write().unwrap_or_else(|e| e.into_inner());
         let next = if self.overwrite {
             incoming

@@ -41,7 +41,9 @@ pub struct ForeignAccelerator {
 
 impl std::fmt::Debug for ForeignAccelerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForeignAccelerator").field("name", &self.name).finish()
+        f.debug_struct("ForeignAccelerator")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -60,7 +62,11 @@ impl ForeignAccelerator {
             module,
             name: description.name.into(),
             prefix: description.prefix.into(),
-            parameters: description.parameters.iter().map(ParameterSpec::from).collect(),
+            parameters: description
+                .parameters
+                .iter()
+                .map(ParameterSpec::from)
+                .collect(),
             valid_file_extensions: description
                 .valid_file_extensions
                 .into_iter()
@@ -147,7 +153,10 @@ impl DataAccelerator for ForeignAccelerator {
     }
 
     fn is_initialized(&self, source: &dyn AccelerationSource) -> bool {
-        matches!((self.module.is_initialized())(&ffi_source(source)), RResult::ROk(true))
+        matches!(
+            (self.module.is_initialized())(&ffi_source(source)),
+            RResult::ROk(true)
+        )
     }
 
     fn valid_file_extensions(&self) -> Vec<String> {

@@ -16,4 +16,4 @@ pub mod module;
 pub mod types;
 
 pub use foreign::ForeignAccelerator;
-pub use module::{ROOT_MODULE_SYMBOL, AcceleratorModule, AcceleratorModuleRef};
+pub use module::{AcceleratorModule, AcceleratorModuleRef, ROOT_MODULE_SYMBOL};

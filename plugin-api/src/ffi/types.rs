@@ -9,8 +9,7 @@ use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
 use datafusion_ffi::table_provider_factory::FFI_TableProviderFactory;
 
 use crate::accelerator::{
-    AccelerationLayout, AccelerationSourceSpec, BootstrapStatus, FilePathError, Mode,
-    ParameterSpec,
+    AccelerationLayout, AccelerationSourceSpec, BootstrapStatus, FilePathError, Mode, ParameterSpec,
 };
 
 /// What an engine says about itself: answered once, right after its library is loaded.
@@ -49,7 +48,11 @@ impl From<&FfiParameterSpec> for ParameterSpec {
         Self {
             name: Cow::Owned(p.name.to_string()),
             description: Cow::Owned(p.description.to_string()),
-            default: p.default.as_ref().map(|d| Cow::Owned(d.to_string())).into_option(),
+            default: p
+                .default
+                .as_ref()
+                .map(|d| Cow::Owned(d.to_string()))
+                .into_option(),
             required: p.required,
         }
     }
@@ -102,7 +105,11 @@ impl From<&FfiAccelerationSource> for AccelerationSourceSpec {
                 FfiMode::Memory => Mode::Memory,
                 FfiMode::File => Mode::File,
             },
-            params: s.params.iter().map(|Tuple2(k, v)| (k.to_string(), v.to_string())).collect(),
+            params: s
+                .params
+                .iter()
+                .map(|Tuple2(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             location: s.location.as_ref().map(|l| l.to_string()).into_option(),
             data_directory: PathBuf::from(s.data_directory.as_str()),
         }
@@ -171,9 +178,9 @@ impl From<BootstrapStatus> for FfiBootstrapStatus {
 impl From<FfiBootstrapStatus> for BootstrapStatus {
     fn from(s: FfiBootstrapStatus) -> Self {
         match s {
-            FfiBootstrapStatus::Bootstrapped(snapshot) => {
-                Self::Bootstrapped { snapshot: snapshot.into() }
-            }
+            FfiBootstrapStatus::Bootstrapped(snapshot) => Self::Bootstrapped {
+                snapshot: snapshot.into(),
+            },
             FfiBootstrapStatus::AlreadyInitialized => Self::AlreadyInitialized,
             FfiBootstrapStatus::NotBootstrapped => Self::NotBootstrapped,
         }
@@ -185,7 +192,11 @@ impl From<FfiBootstrapStatus> for BootstrapStatus {
 #[derive(StableAbi, Debug, Clone)]
 pub enum FfiFilePathError {
     NotFileMode,
-    InvalidExtension { path: RString, found: RString, expected: RVec<RString> },
+    InvalidExtension {
+        path: RString,
+        found: RString,
+        expected: RVec<RString>,
+    },
     Other(RString),
 }
 
@@ -193,7 +204,11 @@ impl From<FilePathError> for FfiFilePathError {
     fn from(e: FilePathError) -> Self {
         match e {
             FilePathError::NotFileMode => Self::NotFileMode,
-            FilePathError::InvalidExtension { path, found, expected } => Self::InvalidExtension {
+            FilePathError::InvalidExtension {
+                path,
+                found,
+                expected,
+            } => Self::InvalidExtension {
                 path: path.into(),
                 found: found.into(),
                 expected: expected.into_iter().map(RString::from).collect(),
@@ -207,13 +222,15 @@ impl From<FfiFilePathError> for FilePathError {
     fn from(e: FfiFilePathError) -> Self {
         match e {
             FfiFilePathError::NotFileMode => Self::NotFileMode,
-            FfiFilePathError::InvalidExtension { path, found, expected } => {
-                Self::InvalidExtension {
-                    path: path.into(),
-                    found: found.into(),
-                    expected: expected.into_iter().map(String::from).collect(),
-                }
-            }
+            FfiFilePathError::InvalidExtension {
+                path,
+                found,
+                expected,
+            } => Self::InvalidExtension {
+                path: path.into(),
+                found: found.into(),
+                expected: expected.into_iter().map(String::from).collect(),
+            },
             FfiFilePathError::Other(m) => Self::Other(m.into()),
         }
     }

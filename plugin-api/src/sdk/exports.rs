@@ -49,7 +49,12 @@ extern "C" fn describe<E: ExportedEngine>() -> RResult<FfiEngineDescription, RSt
         Ok(FfiEngineDescription {
             name: p.engine.name().into(),
             prefix: p.engine.prefix().into(),
-            parameters: p.engine.parameters().iter().map(FfiParameterSpec::from).collect(),
+            parameters: p
+                .engine
+                .parameters()
+                .iter()
+                .map(FfiParameterSpec::from)
+                .collect(),
             valid_file_extensions: p
                 .engine
                 .valid_file_extensions()
@@ -69,16 +74,20 @@ extern "C" fn create_table_factory<E: ExportedEngine>(
         let partition_by = decode_partitions(p, &partition_by)?;
         let factory = EngineTableFactory {
             engine: Arc::clone(&p.engine),
-            source: source.into_option().map(|s| AccelerationSourceSpec::from(&s)),
+            source: source
+                .into_option()
+                .map(|s| AccelerationSourceSpec::from(&s)),
             partition_by,
             runtime: p.runtime.handle().clone(),
             runtime_env: Arc::clone(&p.runtime_env),
         };
-        Ok(FfiTableFactory(FFI_TableProviderFactory::new_with_ffi_codec(
-            Arc::new(factory),
-            Some(p.runtime.handle().clone()),
-            codec.0,
-        )))
+        Ok(FfiTableFactory(
+            FFI_TableProviderFactory::new_with_ffi_codec(
+                Arc::new(factory),
+                Some(p.runtime.handle().clone()),
+                codec.0,
+            ),
+        ))
     })
 }
 
@@ -90,7 +99,10 @@ fn decode_partitions(p: &Plugin, parts: &[FfiPartitionedBy]) -> Result<Vec<Parti
                 .map_err(|e| format!("partition `{}`: undecodable expression: {e}", part.name))?;
             let expression: Expr = parse_expr(&node, &p.task_ctx, &DefaultLogicalExtensionCodec {})
                 .map_err(|e| format!("partition `{}`: {e}", part.name))?;
-            Ok(PartitionedBy { name: part.name.to_string(), expression })
+            Ok(PartitionedBy {
+                name: part.name.to_string(),
+                expression,
+            })
         })
         .collect()
 }
@@ -100,7 +112,9 @@ extern "C" fn acceleration_layout<E: ExportedEngine>(
 ) -> RResult<FfiAccelerationLayout, RString> {
     let spec = AccelerationSourceSpec::from(source);
     run_sync::<E, _>("acceleration_layout", |p| {
-        Ok(FfiAccelerationLayout::from(&p.engine.acceleration_layout(&spec)))
+        Ok(FfiAccelerationLayout::from(
+            &p.engine.acceleration_layout(&spec),
+        ))
     })
 }
 
@@ -116,7 +130,7 @@ extern "C" fn file_path<E: ExportedEngine>(
 ) -> RResult<RString, FfiFilePathError> {
     let spec = AccelerationSourceSpec::from(source);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let p = plugin::<E>().map_err(|e| crate::FilePathError::Other(e))?;
+        let p = plugin::<E>().map_err(crate::FilePathError::Other)?;
         p.engine.file_path(&spec)
     }));
     match outcome {
@@ -133,7 +147,11 @@ extern "C" fn init<E: ExportedEngine>(
 ) -> FfiFuture<RResult<FfiBootstrapStatus, RString>> {
     let spec = AccelerationSourceSpec::from(&source);
     run_async::<E, _, _>("init", move |engine| async move {
-        engine.init(&spec).await.map(FfiBootstrapStatus::from).map_err(|e| e.to_string())
+        engine
+            .init(&spec)
+            .await
+            .map(FfiBootstrapStatus::from)
+            .map_err(|e| e.to_string())
     })
 }
 

@@ -24,6 +24,7 @@ use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskCo
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::{FutureExt, Stream, StreamExt};
@@ -62,7 +63,12 @@ async fn contained<T>(
     future: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     let future = AssertUnwindSafe(future).catch_unwind();
-    match (InRuntime { runtime: runtime.clone(), future: Box::pin(future) }).await {
+    match (InRuntime {
+        runtime: runtime.clone(),
+        future: Box::pin(future),
+    })
+    .await
+    {
         Ok(result) => result,
         Err(payload) => Err(panic_error(engine, call, payload)),
     }
@@ -85,7 +91,13 @@ impl GuardedTableProvider {
         let (schema, table_type) =
             catch_unwind(AssertUnwindSafe(|| (inner.schema(), inner.table_type())))
                 .map_err(|p| panic_error(engine, "schema", p))?;
-        Ok(Self { inner, engine: engine.into(), runtime, schema, table_type })
+        Ok(Self {
+            inner,
+            engine: engine.into(),
+            runtime,
+            schema,
+            table_type,
+        })
     }
 }
 
@@ -100,15 +112,19 @@ impl TableProvider for GuardedTableProvider {
     }
 
     fn statistics(&self) -> Option<Statistics> {
-        catch_unwind(AssertUnwindSafe(|| self.inner.statistics())).ok().flatten()
+        catch_unwind(AssertUnwindSafe(|| self.inner.statistics()))
+            .ok()
+            .flatten()
     }
 
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        catch_unwind(AssertUnwindSafe(|| self.inner.supports_filters_pushdown(filters)))
-            .map_err(|p| panic_error(&self.engine, "supports_filters_pushdown", p))?
+        catch_unwind(AssertUnwindSafe(|| {
+            self.inner.supports_filters_pushdown(filters)
+        }))
+        .map_err(|p| panic_error(&self.engine, "supports_filters_pushdown", p))?
     }
 
     async fn scan(
@@ -144,7 +160,10 @@ pub struct GuardedExec {
 
 impl GuardedExec {
     pub fn wrap(inner: Arc<dyn ExecutionPlan>, engine: &Arc<str>) -> Arc<dyn ExecutionPlan> {
-        Arc::new(Self { inner, engine: Arc::clone(engine) })
+        Arc::new(Self {
+            inner,
+            engine: Arc::clone(engine),
+        })
     }
 
     fn guard<T>(&self, call: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -182,13 +201,24 @@ impl ExecutionPlan for GuardedExec {
         self.inner.apply_expressions(f)
     }
 
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let inner = Arc::clone(&self.inner);
+        let plan = self.guard("replace_children", || {
+            inner.replace_children(children, options)
+        })?;
+        Ok(Self::wrap(plan, &self.engine))
+    }
+
     fn with_new_children(
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let inner = Arc::clone(&self.inner);
-        let plan = self.guard("with_new_children", || inner.with_new_children(children))?;
-        Ok(Self::wrap(plan, &self.engine))
+        let options = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
+        self.replace_children(children, options)
     }
 
     fn repartitioned(
@@ -196,8 +226,9 @@ impl ExecutionPlan for GuardedExec {
         target_partitions: usize,
         config: &ConfigOptions,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-        let plan =
-            self.guard("repartitioned", || self.inner.repartitioned(target_partitions, config))?;
+        let plan = self.guard("repartitioned", || {
+            self.inner.repartitioned(target_partitions, config)
+        })?;
         Ok(plan.map(|p| Self::wrap(p, &self.engine)))
     }
 
@@ -216,7 +247,9 @@ impl ExecutionPlan for GuardedExec {
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
-        catch_unwind(AssertUnwindSafe(|| self.inner.metrics())).ok().flatten()
+        catch_unwind(AssertUnwindSafe(|| self.inner.metrics()))
+            .ok()
+            .flatten()
     }
 }
 

@@ -33,7 +33,7 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// The engine version is the crate's `CARGO_PKG_VERSION`, or `ACCEL_ENGINE_VERSION` when that
 /// variable is set at build time (used to build two versions of one crate cheaply).
 ///
-/// ```ignore
+/// ```text
 /// accel_plugin_api::export_accelerator!(DuckDbAccelerator, "duckdb");
 /// ```
 #[macro_export]
@@ -52,7 +52,8 @@ macro_rules! export_accelerator {
                 ::std::sync::Arc::new(<$engine as ::std::default::Default>::default())
             }
             fn slot() -> &'static $crate::sdk::plugin::PluginSlot {
-                static SLOT: $crate::sdk::plugin::PluginSlot = $crate::sdk::plugin::PluginSlot::new();
+                static SLOT: $crate::sdk::plugin::PluginSlot =
+                    $crate::sdk::plugin::PluginSlot::new();
                 &SLOT
             }
         }

@@ -51,7 +51,11 @@ pub struct Plugin {
 
 /// The plugin of engine `E`, started on first call.
 pub fn plugin<E: ExportedEngine>() -> Result<&'static Plugin, String> {
-    E::slot().0.get_or_init(start::<E>).as_ref().map_err(Clone::clone)
+    E::slot()
+        .0
+        .get_or_init(start::<E>)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 fn start<E: ExportedEngine>() -> Result<Plugin, String> {
@@ -61,7 +65,11 @@ fn start<E: ExportedEngine>() -> Result<Plugin, String> {
         .build()
         .map_err(|e| format!("engine `{}`: cannot start its runtime: {e}", E::NAME))?;
     let engine = catch_unwind(AssertUnwindSafe(E::construct)).map_err(|payload| {
-        format!("engine `{}` panicked while starting: {}", E::NAME, panic_message(&*payload))
+        format!(
+            "engine `{}` panicked while starting: {}",
+            E::NAME,
+            panic_message(&*payload)
+        )
     })?;
     if engine.name() != E::NAME {
         return Err(format!(

@@ -13,7 +13,9 @@ use tokio::runtime::Handle;
 
 use super::guard::GuardedTableProvider;
 use super::panic_message;
-use crate::accelerator::{AccelerationSource, AccelerationSourceSpec, DataAccelerator, PartitionedBy};
+use crate::accelerator::{
+    AccelerationSource, AccelerationSourceSpec, DataAccelerator, PartitionedBy,
+};
 
 pub struct EngineTableFactory {
     pub engine: Arc<dyn DataAccelerator>,
@@ -46,7 +48,9 @@ impl TableProviderFactory for EngineTableFactory {
         let runtime_env = Arc::clone(&self.runtime_env);
         let task = self.runtime.spawn(async move {
             let source = source.as_ref().map(|s| s as &dyn AccelerationSource);
-            engine.create_external_table(cmd, source, partition_by, runtime_env).await
+            engine
+                .create_external_table(cmd, source, partition_by, runtime_env)
+                .await
         });
         let provider = match task.await {
             Ok(result) => result?,

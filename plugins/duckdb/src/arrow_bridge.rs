@@ -19,8 +19,12 @@ pub fn from_duckdb(batch: DuckRecordBatch) -> Result<RecordBatch, ArrowError> {
     // SAFETY: both crates' `FFI_ArrowArray` / `FFI_ArrowSchema` are `#[repr(C)]` definitions of
     // the Arrow C data interface structs (same fields, same order, fixed by the Arrow spec);
     // `transmute` checks the sizes match. Ownership of the release callbacks moves with them.
-    let (array, schema): (df_ffi::FFI_ArrowArray, df_ffi::FFI_ArrowSchema) =
-        unsafe { (std::mem::transmute(array), std::mem::transmute(schema)) };
+    let (array, schema) = unsafe {
+        (
+            std::mem::transmute::<duck_ffi::FFI_ArrowArray, df_ffi::FFI_ArrowArray>(array),
+            std::mem::transmute::<duck_ffi::FFI_ArrowSchema, df_ffi::FFI_ArrowSchema>(schema),
+        )
+    };
     // SAFETY: `array` and `schema` were produced together by `to_ffi` above and are valid.
     let data = unsafe { df_ffi::from_ffi(array, &schema)? };
     let structs = StructArray::from(data);
@@ -33,8 +37,12 @@ pub fn to_duckdb(batch: RecordBatch) -> Result<DuckRecordBatch, ArrowError> {
     let data = StructArray::from(batch).into_data();
     let (array, schema) = df_ffi::to_ffi(&data)?;
     // SAFETY: as in `from_duckdb`, in the other direction.
-    let (array, schema): (duck_ffi::FFI_ArrowArray, duck_ffi::FFI_ArrowSchema) =
-        unsafe { (std::mem::transmute(array), std::mem::transmute(schema)) };
+    let (array, schema) = unsafe {
+        (
+            std::mem::transmute::<df_ffi::FFI_ArrowArray, duck_ffi::FFI_ArrowArray>(array),
+            std::mem::transmute::<df_ffi::FFI_ArrowSchema, duck_ffi::FFI_ArrowSchema>(schema),
+        )
+    };
     // SAFETY: produced together by `to_ffi` above.
     let data = unsafe { duck_ffi::from_ffi(array, &schema) }
         .map_err(|e| ArrowError::CDataInterface(e.to_string()))?;
@@ -60,7 +68,11 @@ mod tests {
             schema,
             vec![
                 Arc::new(Int32Array::from(vec![Some(1), None, Some(3)])),
-                Arc::new(StringViewArray::from(vec![Some("x"), Some("a longer string value"), None])),
+                Arc::new(StringViewArray::from(vec![
+                    Some("x"),
+                    Some("a longer string value"),
+                    None,
+                ])),
             ],
         )
         .unwrap();

@@ -27,7 +27,9 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database").field("path", &self.path).finish()
+        f.debug_struct("Database")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -42,10 +44,14 @@ fn config(options: &OpenOptions) -> Result<Config> {
         .and_then(|c| c.with("autoinstall_known_extensions", "false"))
         .map_err(|e| duck_error("configuring", e))?;
     if let Some(limit) = &options.memory_limit {
-        config = config.max_memory(limit).map_err(|e| duck_error("duckdb_memory_limit", e))?;
+        config = config
+            .max_memory(limit)
+            .map_err(|e| duck_error("duckdb_memory_limit", e))?;
     }
     if let Some(threads) = options.threads {
-        config = config.threads(threads).map_err(|e| duck_error("duckdb_threads", e))?;
+        config = config
+            .threads(threads)
+            .map_err(|e| duck_error("duckdb_threads", e))?;
     }
     Ok(config)
 }
@@ -55,7 +61,11 @@ impl Database {
     pub fn in_memory(options: &OpenOptions) -> Result<Arc<Self>> {
         let root = Connection::open_in_memory_with_flags(config(options)?)
             .map_err(|e| duck_error("opening an in-memory database", e))?;
-        Ok(Arc::new(Self { path: None, root: Mutex::new(root), idle: Mutex::new(Vec::new()) }))
+        Ok(Arc::new(Self {
+            path: None,
+            root: Mutex::new(root),
+            idle: Mutex::new(Vec::new()),
+        }))
     }
 
     fn open_file(path: &Path, options: &OpenOptions) -> Result<Arc<Self>> {
@@ -91,7 +101,10 @@ impl Database {
                 .try_clone()
                 .map_err(|e| duck_error("opening a connection", e))?,
         };
-        Ok(PooledConnection { conn: Some(conn), database: Arc::clone(self) })
+        Ok(PooledConnection {
+            conn: Some(conn),
+            database: Arc::clone(self),
+        })
     }
 
     /// Writes everything to the file (no-op in memory).
@@ -123,7 +136,11 @@ impl std::ops::Deref for PooledConnection {
 impl Drop for PooledConnection {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.database.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            self.database
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
         }
     }
 }
@@ -161,9 +178,12 @@ fn canonical(path: &Path) -> PathBuf {
         return p;
     }
     match (path.parent(), path.file_name()) {
-        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
-            parent.canonicalize().map(|p| p.join(name)).unwrap_or_else(|_| path.to_owned())
-        }
-        _ => std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned()),
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => parent
+            .canonicalize()
+            .map(|p| p.join(name))
+            .unwrap_or_else(|_| path.to_owned()),
+        _ => std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_owned()),
     }
 }

@@ -36,8 +36,14 @@ pub const ENGINE_NAME: &str = "duckdb";
 const FILE_EXTENSIONS: [&str; 3] = ["db", "ddb", "duckdb"];
 
 static PARAMETERS: [ParameterSpec; 2] = [
-    ParameterSpec::new("memory_limit", "DuckDB memory limit, e.g. '2GB' (DuckDB's max_memory)"),
-    ParameterSpec::new("threads", "Number of DuckDB worker threads for this database"),
+    ParameterSpec::new(
+        "memory_limit",
+        "DuckDB memory limit, e.g. '2GB' (DuckDB's max_memory)",
+    ),
+    ParameterSpec::new(
+        "threads",
+        "Number of DuckDB worker threads for this database",
+    ),
 ];
 
 /// The DuckDB engine.
@@ -51,7 +57,9 @@ export_accelerator!(DuckDbAccelerator, "duckdb");
 impl DuckDbAccelerator {
     fn open_options(&self, source: Option<&dyn AccelerationSource>) -> Result<OpenOptions> {
         let mut options = OpenOptions::default();
-        let Some(source) = source else { return Ok(options) };
+        let Some(source) = source else {
+            return Ok(options);
+        };
         let params = source.params();
         options.memory_limit = params.get("duckdb_memory_limit").cloned();
         if let Some(threads) = params.get("duckdb_threads") {
@@ -96,7 +104,9 @@ impl DataAccelerator for DuckDbAccelerator {
         let options = self.open_options(source)?;
         let database = match source.filter(|s| s.mode() == Mode::File) {
             Some(source) => {
-                let path = self.file_path(source).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+                let path = self
+                    .file_path(source)
+                    .map_err(|e| DataFusionError::Plan(e.to_string()))?;
                 self.databases.file(Path::new(&path), &options)?
             }
             None => Database::in_memory(&options)?,
@@ -135,9 +145,14 @@ impl DataAccelerator for DuckDbAccelerator {
         }
         let path = match source.location() {
             Some(location) => PathBuf::from(location),
-            None => source.data_directory().join(format!("{}.duckdb", source.dataset_name())),
+            None => source
+                .data_directory()
+                .join(format!("{}.duckdb", source.dataset_name())),
         };
-        let extension = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !FILE_EXTENSIONS.contains(&extension.as_str()) {
             return Err(FilePathError::InvalidExtension {
                 path: path.display().to_string(),

@@ -1,7 +1,6 @@
 //! Scanning a DuckDB table: one SQL query (projection and limit pushed into it) whose Arrow
 //! result streams out of a blocking task on the engine's runtime.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -43,23 +42,32 @@ pub struct DuckDbScanExec {
 
 impl fmt::Debug for DuckDbScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DuckDbScanExec").field("sql", &self.sql).finish()
+        f.debug_struct("DuckDbScanExec")
+            .field("sql", &self.sql)
+            .finish()
     }
 }
 
 impl DuckDbScanExec {
-    pub fn new(database: Arc<Database>, sql: String, output: ScanOutput, schema: SchemaRef) -> Self {
+    pub fn new(
+        database: Arc<Database>,
+        sql: String,
+        output: ScanOutput,
+        schema: SchemaRef,
+    ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(1),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Self { database, sql, output, schema, properties }
-    }
-
-    pub fn sql(&self) -> &str {
-        &self.sql
+        Self {
+            database,
+            sql,
+            output,
+            schema,
+            properties,
+        }
     }
 }
 
@@ -72,10 +80,6 @@ impl DisplayAs for DuckDbScanExec {
 impl ExecutionPlan for DuckDbScanExec {
     fn name(&self) -> &str {
         "DuckDbScanExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -100,7 +104,9 @@ impl ExecutionPlan for DuckDbScanExec {
         if children.is_empty() {
             Ok(self)
         } else {
-            Err(DataFusionError::Internal("DuckDbScanExec has no children".to_owned()))
+            Err(DataFusionError::Internal(
+                "DuckDbScanExec has no children".to_owned(),
+            ))
         }
     }
 
@@ -125,7 +131,10 @@ impl ExecutionPlan for DuckDbScanExec {
             }
         });
         let batches = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), batches)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            batches,
+        )))
     }
 }
 
@@ -139,7 +148,9 @@ fn run_query(
     tx: &mpsc::Sender<Result<RecordBatch>>,
 ) -> Result<()> {
     let conn = database.connect()?;
-    let mut statement = conn.prepare(sql).map_err(|e| duck_error("preparing a scan", e))?;
+    let mut statement = conn
+        .prepare(sql)
+        .map_err(|e| duck_error("preparing a scan", e))?;
     match output {
         ScanOutput::RowCount => {
             let rows: i64 = statement
@@ -150,7 +161,9 @@ fn run_query(
             let _ = tx.blocking_send(Ok(batch));
         }
         ScanOutput::Columns => {
-            let batches = statement.stream_arrow([]).map_err(|e| duck_error("scanning", e))?;
+            let batches = statement
+                .stream_arrow([])
+                .map_err(|e| duck_error("scanning", e))?;
             for batch in batches {
                 let batch = batch.map_err(|e| duck_error("scanning", e))?;
                 let batch = conform(from_duckdb(batch)?, schema)?;

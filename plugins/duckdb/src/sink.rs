@@ -34,13 +34,19 @@ pub struct DuckDbSink {
 
 impl fmt::Debug for DuckDbSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DuckDbSink").field("table", &self.table).finish()
+        f.debug_struct("DuckDbSink")
+            .field("table", &self.table)
+            .finish()
     }
 }
 
 impl DisplayAs for DuckDbSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let mode = if self.overwrite { "overwrite" } else { "append" };
+        let mode = if self.overwrite {
+            "overwrite"
+        } else {
+            "append"
+        };
         write!(f, "DuckDbSink: table={} mode={mode}", self.table)
     }
 }
@@ -89,15 +95,23 @@ impl DataSink for DuckDbSink {
     }
 }
 
-fn write(database: &Arc<Database>, table: &str, overwrite: bool, rx: Receiver<Write>) -> Result<u64> {
+fn write(
+    database: &Arc<Database>,
+    table: &str,
+    overwrite: bool,
+    rx: Receiver<Write>,
+) -> Result<u64> {
     let conn = database.connect()?;
-    conn.execute_batch("BEGIN TRANSACTION").map_err(|e| duck_error("starting an insert", e))?;
+    conn.execute_batch("BEGIN TRANSACTION")
+        .map_err(|e| duck_error("starting an insert", e))?;
     let appended = (|| -> Result<Option<u64>> {
         if overwrite {
             conn.execute_batch(&format!("DELETE FROM {}", quote_ident(table)))
                 .map_err(|e| duck_error("overwriting", e))?;
         }
-        let mut appender = conn.appender(table).map_err(|e| duck_error("opening the appender", e))?;
+        let mut appender = conn
+            .appender(table)
+            .map_err(|e| duck_error("opening the appender", e))?;
         let mut rows = 0u64;
         for message in rx {
             match message {
@@ -117,12 +131,15 @@ fn write(database: &Arc<Database>, table: &str, overwrite: bool, rx: Receiver<Wr
     })();
     match appended {
         Ok(Some(rows)) => {
-            conn.execute_batch("COMMIT").map_err(|e| duck_error("committing an insert", e))?;
+            conn.execute_batch("COMMIT")
+                .map_err(|e| duck_error("committing an insert", e))?;
             Ok(rows)
         }
         Ok(None) => {
             let _ = conn.execute_batch("ROLLBACK");
-            Err(DataFusionError::Execution("insert cancelled; nothing was written".to_owned()))
+            Err(DataFusionError::Execution(
+                "insert cancelled; nothing was written".to_owned(),
+            ))
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");

@@ -11,8 +11,8 @@ use datafusion::common::{Constraints, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::database::{Database, duck_error};
@@ -29,7 +29,10 @@ pub struct DuckDbTable {
 
 impl fmt::Debug for DuckDbTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DuckDbTable").field("name", &self.name).field("db", &self.database).finish()
+        f.debug_struct("DuckDbTable")
+            .field("name", &self.name)
+            .field("db", &self.database)
+            .finish()
     }
 }
 
@@ -48,11 +51,16 @@ impl DuckDbTable {
             .map(|f| column_definition(f))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| DataFusionError::Plan(format!("table `{name}`: {e}")))?;
-        let ddl = format!("CREATE TABLE {} ({})", quote_ident(name), columns.join(", "));
+        let ddl = format!(
+            "CREATE TABLE {} ({})",
+            quote_ident(name),
+            columns.join(", ")
+        );
         let conn = database.connect()?;
         let existing = table_columns(&conn, name)?;
         if existing.is_empty() {
-            conn.execute_batch(&ddl).map_err(|e| duck_error(&format!("creating table `{name}`"), e))?;
+            conn.execute_batch(&ddl)
+                .map_err(|e| duck_error(&format!("creating table `{name}`"), e))?;
         } else {
             let declared = declared_columns(&ddl, name)?;
             if existing != declared {
@@ -69,7 +77,12 @@ impl DuckDbTable {
             }
         }
         drop(conn);
-        Ok(Self { database, name: name.to_owned(), schema, constraints })
+        Ok(Self {
+            database,
+            name: name.to_owned(),
+            schema,
+            constraints,
+        })
     }
 }
 
@@ -82,15 +95,21 @@ fn table_columns(conn: &duckdb::Connection, table: &str) -> Result<Vec<(String, 
         )
         .map_err(|e| duck_error("reading the catalog", e))?;
     let rows = statement
-        .query_map([table], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .query_map([table], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
         .map_err(|e| duck_error("reading the catalog", e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| duck_error("reading the catalog", e))
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| duck_error("reading the catalog", e))
 }
 
 /// The columns `ddl` would create, spelled the way DuckDB's catalog spells them.
 fn declared_columns(ddl: &str, table: &str) -> Result<Vec<(String, String)>> {
-    let scratch = duckdb::Connection::open_in_memory().map_err(|e| duck_error("scratch database", e))?;
-    scratch.execute_batch(ddl).map_err(|e| duck_error("checking the declared schema", e))?;
+    let scratch =
+        duckdb::Connection::open_in_memory().map_err(|e| duck_error("scratch database", e))?;
+    scratch
+        .execute_batch(ddl)
+        .map_err(|e| duck_error("checking the declared schema", e))?;
     table_columns(&scratch, table)
 }
 
@@ -127,13 +146,32 @@ impl TableProvider for DuckDbTable {
         let table = quote_ident(&self.name);
         let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         let (sql, output) = if schema.fields().is_empty() {
-            (format!("SELECT count(*) FROM (SELECT 1 FROM {table}{limit})"), ScanOutput::RowCount)
+            (
+                format!("SELECT count(*) FROM (SELECT 1 FROM {table}{limit})"),
+                ScanOutput::RowCount,
+            )
         } else {
-            let columns: Vec<String> = schema.fields().iter().map(|f| quote_ident(f.name())).collect();
-            (format!("SELECT {} FROM {table}{limit}", columns.join(", ")), ScanOutput::Columns)
+            let columns: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| quote_ident(f.name()))
+                .collect();
+            (
+                format!("SELECT {} FROM {table}{limit}", columns.join(", ")),
+                ScanOutput::Columns,
+            )
         };
-        let schema = if schema.fields().is_empty() { Arc::new(Schema::empty()) } else { schema };
-        Ok(Arc::new(DuckDbScanExec::new(Arc::clone(&self.database), sql, output, schema)))
+        let schema = if schema.fields().is_empty() {
+            Arc::new(Schema::empty())
+        } else {
+            schema
+        };
+        Ok(Arc::new(DuckDbScanExec::new(
+            Arc::clone(&self.database),
+            sql,
+            output,
+            schema,
+        )))
     }
 
     async fn insert_into(
@@ -146,7 +184,9 @@ impl TableProvider for DuckDbTable {
             InsertOp::Append => false,
             InsertOp::Overwrite => true,
             InsertOp::Replace => {
-                return plan_err!("INSERT OR REPLACE into a DuckDB table needs a primary key and on_conflict, not yet supported");
+                return plan_err!(
+                    "INSERT OR REPLACE into a DuckDB table needs a primary key and on_conflict, not yet supported"
+                );
             }
         };
         let sink = DuckDbSink {

@@ -43,7 +43,13 @@ pub fn duckdb_type(data_type: &DataType) -> Result<String, String> {
         DataType::Struct(fields) => {
             let members: Result<Vec<String>, String> = fields
                 .iter()
-                .map(|f| Ok(format!("{} {}", quote_ident(f.name()), duckdb_type(f.data_type())?)))
+                .map(|f| {
+                    Ok(format!(
+                        "{} {}",
+                        quote_ident(f.name()),
+                        duckdb_type(f.data_type())?
+                    ))
+                })
                 .collect();
             format!("STRUCT({})", members?.join(", "))
         }
@@ -62,7 +68,8 @@ pub fn duckdb_type(data_type: &DataType) -> Result<String, String> {
 /// A column definition for `CREATE TABLE`.
 pub fn column_definition(field: &Field) -> Result<String, String> {
     let not_null = if field.is_nullable() { "" } else { " NOT NULL" };
-    let ty = duckdb_type(field.data_type()).map_err(|e| format!("column `{}`: {e}", field.name()))?;
+    let ty =
+        duckdb_type(field.data_type()).map_err(|e| format!("column `{}`: {e}", field.name()))?;
     Ok(format!("{} {ty}{not_null}", quote_ident(field.name())))
 }
 
@@ -82,10 +89,20 @@ mod tests {
         let list = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
         assert_eq!(duckdb_type(&list).unwrap(), "BIGINT[]");
         let st = DataType::Struct(
-            vec![Field::new("a b", DataType::Utf8View, true), Field::new("c", list, true)].into(),
+            vec![
+                Field::new("a b", DataType::Utf8View, true),
+                Field::new("c", list, true),
+            ]
+            .into(),
         );
-        assert_eq!(duckdb_type(&st).unwrap(), "STRUCT(\"a b\" VARCHAR, \"c\" BIGINT[])");
-        assert_eq!(duckdb_type(&DataType::Decimal128(10, 2)).unwrap(), "DECIMAL(10,2)");
+        assert_eq!(
+            duckdb_type(&st).unwrap(),
+            "STRUCT(\"a b\" VARCHAR, \"c\" BIGINT[])"
+        );
+        assert_eq!(
+            duckdb_type(&DataType::Decimal128(10, 2)).unwrap(),
+            "DECIMAL(10,2)"
+        );
         assert!(duckdb_type(&DataType::Null).is_err());
     }
 

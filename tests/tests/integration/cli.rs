@@ -45,7 +45,10 @@ fn file_table_rows_survive_the_process() {
         "json",
     ]);
     assert!(second.status.success(), "stderr: {}", stderr(&second));
-    assert_eq!(stdout(&second).trim(), r#"[{"b":"x","a":1},{"b":"y","a":2}]"#);
+    assert_eq!(
+        stdout(&second).trim(),
+        r#"[{"b":"x","a":1},{"b":"y","a":2}]"#
+    );
 }
 
 #[test]
@@ -57,11 +60,20 @@ fn engines_lists_builtin_and_plugin_with_path() {
     let text = stdout(&out);
     let arrow = text.lines().find(|l| l.starts_with("arrow ")).expect(&text);
     assert!(arrow.contains("built-in"), "{arrow}");
-    let duckdb = text.lines().find(|l| l.starts_with("duckdb ")).expect(&text);
+    let duckdb = text
+        .lines()
+        .find(|l| l.starts_with("duckdb "))
+        .expect(&text);
     let library = plugins.path().join(duckdb_library().file_name().unwrap());
     assert!(duckdb.contains(&library.display().to_string()), "{duckdb}");
-    assert!(duckdb.contains(" 1.0 "), "plugin-api version shown: {duckdb}");
-    assert!(text.contains("duckdb_memory_limit"), "parameters listed: {text}");
+    assert!(
+        duckdb.contains(" 1.0 "),
+        "plugin-api version shown: {duckdb}"
+    );
+    assert!(
+        text.contains("duckdb_memory_limit"),
+        "parameters listed: {text}"
+    );
 }
 
 #[test]

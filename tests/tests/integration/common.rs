@@ -10,7 +10,10 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 /// `target/<profile>`: the test binary lives in `target/<profile>/deps`.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_owned()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_owned()
 }
 
 fn artifact(name: &str) -> PathBuf {
@@ -74,8 +77,12 @@ pub fn stderr(output: &Output) -> String {
 /// Batches as a sorted list of pretty-printed rows (order-insensitive comparisons).
 pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let text = pretty_format_batches(batches).expect("format").to_string();
-    let mut lines: Vec<String> =
-        text.lines().filter(|l| l.starts_with('|')).skip(1).map(str::to_owned).collect();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
     lines.sort();
     lines
 }

@@ -61,28 +61,52 @@ async fn wrong_datafusion_ffi_major_is_refused_by_field_and_host_keeps_serving()
     host.sql("CREATE EXTERNAL TABLE t (a INT) STORED AS duckdb LOCATION ':memory:'; INSERT INTO t VALUES (7)")
         .await
         .unwrap();
-    assert_eq!(super::common::rows(&host.sql("SELECT a FROM t").await.unwrap()), vec!["| 7 |"]);
+    assert_eq!(
+        super::common::rows(&host.sql("SELECT a FROM t").await.unwrap()),
+        vec!["| 7 |"]
+    );
 
     // check-plugin says the same, without loading
     let out = accel(&["check-plugin", library.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(stdout(&out).contains("compatible:       no"), "{}", stdout(&out));
-    assert!(stderr(&out).contains("library has 54, host expects 55"), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("compatible:       no"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("library has 54, host expects 55"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_libraries_and_libraries_without_metadata_are_skipped_with_reasons() {
     let plugins = plugin_dir_with_duckdb();
     std::fs::write(plugins.path().join("README.txt"), "notes").unwrap();
-    std::fs::write(plugins.path().join("garbage.so"), b"\x00\x01 definitely not ELF").unwrap();
+    std::fs::write(
+        plugins.path().join("garbage.so"),
+        b"\x00\x01 definitely not ELF",
+    )
+    .unwrap();
     fixture_library(plugins.path(), "nometa", None);
     let data = tempfile::tempdir().unwrap();
     let host = host_with(plugins.path(), data.path());
     let problems = host.report.problems.join("\n");
 
-    assert!(problems.contains("README.txt: skipped: not a shared library"), "{problems}");
-    assert!(problems.contains("garbage.so: not a shared library"), "{problems}");
-    assert!(problems.contains("libnometa.so: no `.accel_plugin` metadata section"), "{problems}");
+    assert!(
+        problems.contains("README.txt: skipped: not a shared library"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("garbage.so: not a shared library"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("libnometa.so: no `.accel_plugin` metadata section"),
+        "{problems}"
+    );
     assert_eq!(host.report.loaded.len(), 1, "only the DuckDB engine loads");
     assert!(host.registry.get("duckdb").is_some());
 }
@@ -95,10 +119,27 @@ fn metadata_problems_are_reported_on_stderr_by_the_binary() {
     metadata.target = "aarch64-apple-darwin".to_owned();
     fixture_library(plugins.path(), "future", Some(&metadata));
     let out = accel(&["--plugin-dir", plugins.path().to_str().unwrap(), "engines"]);
-    assert!(out.status.success(), "a bad library does not stop the host: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "a bad library does not stop the host: {}",
+        stderr(&out)
+    );
     let err = stderr(&out);
-    assert!(err.contains("libfuture.so: incompatible with this host"), "{err}");
-    assert!(err.contains("plugin-api ABI major: library has 2.0, host expects 1.x"), "{err}");
-    assert!(err.contains("target triple: library has aarch64-apple-darwin"), "{err}");
-    assert!(stdout(&out).lines().any(|l| l.starts_with("duckdb ")), "{}", stdout(&out));
+    assert!(
+        err.contains("libfuture.so: incompatible with this host"),
+        "{err}"
+    );
+    assert!(
+        err.contains("plugin-api ABI major: library has 2.0, host expects 1.x"),
+        "{err}"
+    );
+    assert!(
+        err.contains("target triple: library has aarch64-apple-darwin"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).lines().any(|l| l.starts_with("duckdb ")),
+        "{}",
+        stdout(&out)
+    );
 }

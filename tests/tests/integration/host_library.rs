@@ -1,12 +1,16 @@
 //! The host used as a library, with the real DuckDB plugin loaded from a plugin directory.
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::{Int64Type, UInt64Type};
 
 use super::common::{host_with, plugin_dir_with_duckdb, rows};
 
 fn single_i64(batches: &[RecordBatch]) -> i64 {
-    assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 1, "{batches:?}");
+    assert_eq!(
+        batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        1,
+        "{batches:?}"
+    );
     let batch = batches.iter().find(|b| b.num_rows() == 1).unwrap();
     batch.column(0).as_primitive::<Int64Type>().value(0)
 }
@@ -16,23 +20,43 @@ async fn duckdb_plugin_memory_table_round_trips_rows() {
     let plugins = plugin_dir_with_duckdb();
     let data = tempfile::tempdir().unwrap();
     let host = host_with(plugins.path(), data.path());
-    assert!(host.report.problems.is_empty(), "{:?}", host.report.problems);
-    assert!(host.registry.get("duckdb").is_some(), "duckdb plugin not registered");
+    assert!(
+        host.report.problems.is_empty(),
+        "{:?}",
+        host.report.problems
+    );
+    assert!(
+        host.registry.get("duckdb").is_some(),
+        "duckdb plugin not registered"
+    );
 
     host.sql("CREATE EXTERNAL TABLE t (a INT, b VARCHAR) STORED AS duckdb LOCATION ':memory:'")
         .await
         .unwrap();
-    let inserted = host.sql("INSERT INTO t VALUES (1, 'x'), (2, 'y'), (3, NULL)").await.unwrap();
-    assert_eq!(single_i64(&inserted), 3, "insert reports the rows written");
+    let inserted = host
+        .sql("INSERT INTO t VALUES (1, 'x'), (2, 'y'), (3, NULL)")
+        .await
+        .unwrap();
+    assert_eq!(
+        inserted[0].column(0).as_primitive::<UInt64Type>().value(0),
+        3,
+        "rows written"
+    );
     let sum = host.sql("SELECT sum(a) FROM t").await.unwrap();
     assert_eq!(single_i64(&sum), 6);
     let all = host.sql("SELECT a, b FROM t").await.unwrap();
     assert_eq!(
         rows(&all),
-        ["| 1 | x |", "| 2 | y |", "| 3 |   |"].map(str::to_owned).to_vec()
+        ["| 1 | x |", "| 2 | y |", "| 3 |   |"]
+            .map(str::to_owned)
+            .to_vec()
     );
     let count = host.sql("SELECT count(*) FROM t").await.unwrap();
-    assert_eq!(single_i64(&count), 3, "empty projection returns the row count");
+    assert_eq!(
+        single_i64(&count),
+        3,
+        "empty projection returns the row count"
+    );
     let limited = host.sql("SELECT b FROM t LIMIT 2").await.unwrap();
     assert_eq!(limited.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
 }
@@ -51,10 +75,19 @@ async fn insert_select_appends_many_batches() {
     .unwrap();
     let totals = host.sql("SELECT count(*), sum(i) FROM big").await.unwrap();
     let batch = &totals[0];
-    assert_eq!(batch.column(0).as_primitive::<Int64Type>().value(0), 301_000);
+    assert_eq!(
+        batch.column(0).as_primitive::<Int64Type>().value(0),
+        301_000
+    );
     let expected_sum: i64 = (1..=300_000i64).sum::<i64>() + (1..=1000i64).sum::<i64>();
-    assert_eq!(batch.column(1).as_primitive::<Int64Type>().value(0), expected_sum);
-    let sample = host.sql("SELECT s FROM big WHERE i = 123456 AND s <> 'again'").await.unwrap();
+    assert_eq!(
+        batch.column(1).as_primitive::<Int64Type>().value(0),
+        expected_sum
+    );
+    let sample = host
+        .sql("SELECT s FROM big WHERE i = 123456 AND s <> 'again'")
+        .await
+        .unwrap();
     assert_eq!(rows(&sample), vec!["| row123456 |".to_owned()]);
 }
 
@@ -75,7 +108,9 @@ async fn duckdb_and_arrow_tables_join_in_one_query() {
         .unwrap();
     assert_eq!(
         rows(&joined),
-        ["| ada   | london    |", "| grace | arlington |"].map(str::to_owned).to_vec()
+        ["| ada   | london    |", "| grace | arlington |"]
+            .map(str::to_owned)
+            .to_vec()
     );
 }
 
@@ -91,7 +126,9 @@ async fn duckdb_file_table_keeps_rows_across_hosts() {
     {
         let host = host_with(plugins.path(), data.path());
         host.sql(&create).await.unwrap();
-        host.sql("INSERT INTO t VALUES (10, 'ten'), (20, 'twenty')").await.unwrap();
+        host.sql("INSERT INTO t VALUES (10, 'ten'), (20, 'twenty')")
+            .await
+            .unwrap();
         assert!(host.shutdown().await.is_empty());
     }
     assert!(file.exists(), "file mode writes {}", file.display());
@@ -99,6 +136,8 @@ async fn duckdb_file_table_keeps_rows_across_hosts() {
     host.sql(&create).await.unwrap();
     let total = host.sql("SELECT sum(a) FROM t").await.unwrap();
     assert_eq!(single_i64(&total), 30);
+    drop(host);
+    let host = host_with(plugins.path(), data.path());
 
     // Reopening with other columns is refused, naming both schemas.
     let other = host
@@ -107,7 +146,10 @@ async fn duckdb_file_table_keeps_rows_across_hosts() {
             file.display()
         ))
         .await;
-    assert!(other.is_ok(), "a second table in the same file is a new table: {other:?}");
+    assert!(
+        other.is_ok(),
+        "a second table in the same file is a new table: {other:?}"
+    );
     let mismatch = host
         .sql(&format!(
             "CREATE EXTERNAL TABLE t (x DOUBLE) STORED AS duckdb LOCATION '{}'",
@@ -116,7 +158,10 @@ async fn duckdb_file_table_keeps_rows_across_hosts() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(mismatch.contains("has columns (a BIGINT, b VARCHAR)"), "{mismatch}");
+    assert!(
+        mismatch.contains("has columns (a BIGINT, b VARCHAR)"),
+        "{mismatch}"
+    );
     assert!(mismatch.contains("declares (x DOUBLE)"), "{mismatch}");
 }
 
@@ -132,9 +177,17 @@ async fn arrow_engine_appends_and_overwrites() {
     )
     .await
     .unwrap();
-    assert_eq!(single_i64(&host.sql("SELECT sum(x) FROM a").await.unwrap()), 6);
-    host.sql("INSERT OVERWRITE a VALUES (40), (2)").await.unwrap();
-    assert_eq!(single_i64(&host.sql("SELECT sum(x) FROM a").await.unwrap()), 42);
+    assert_eq!(
+        single_i64(&host.sql("SELECT sum(x) FROM a").await.unwrap()),
+        6
+    );
+    host.sql("INSERT OVERWRITE a VALUES (40), (2)")
+        .await
+        .unwrap();
+    assert_eq!(
+        single_i64(&host.sql("SELECT sum(x) FROM a").await.unwrap()),
+        42
+    );
     let file_mode = host
         .sql("CREATE EXTERNAL TABLE f (x INT) STORED AS arrow LOCATION 'x.arrow'")
         .await
@@ -155,14 +208,20 @@ async fn unknown_engine_and_option_errors_say_what_exists() {
         .to_string();
     assert!(unknown.contains("no engine named `sqlite`"), "{unknown}");
     assert!(unknown.contains("arrow, duckdb"), "{unknown}");
-    assert!(unknown.contains(&plugins.path().display().to_string()), "{unknown}");
+    assert!(
+        unknown.contains(&plugins.path().display().to_string()),
+        "{unknown}"
+    );
 
     let option = host
         .sql("CREATE EXTERNAL TABLE t (a INT) STORED AS duckdb LOCATION ':memory:' OPTIONS ('duckdb_memroy_limit' '1GB')")
         .await
         .unwrap_err()
         .to_string();
-    assert!(option.contains("no option `duckdb_memroy_limit`"), "{option}");
+    assert!(
+        option.contains("no option `duckdb_memroy_limit`"),
+        "{option}"
+    );
     assert!(option.contains("duckdb_memory_limit"), "{option}");
 
     let extension = host

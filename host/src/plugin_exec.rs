@@ -1,0 +1,119 @@
+//! A plan that came from a plugin library, as the host's planner and optimizer see it.
+//!
+//! Two jobs:
+//! - **keep-alive**: the plan and each stream it produces hold an `Arc` of the library;
+//! - **input requirements**: datafusion-ffi does not carry a plan's required input distribution
+//!   across the boundary, so the host's optimizer would treat a plugin's insert plan (a
+//!   `DataSinkExec`, which reads input partition 0 only) as accepting any partitioning — and
+//!   split its input into several partitions, silently dropping all but one. This wrapper
+//!   declares that every child must be a single partition, which is always correct.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::Result;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::distribution_requirements::InputDistributionRequirements;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::metrics::MetricsSet;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, PlanProperties,
+};
+use futures::StreamExt;
+
+use crate::load::LoadedLibrary;
+
+#[derive(Debug)]
+pub struct PluginExec {
+    inner: Arc<dyn ExecutionPlan>,
+    library: Arc<LoadedLibrary>,
+}
+
+impl PluginExec {
+    pub fn wrap(
+        inner: Arc<dyn ExecutionPlan>,
+        library: &Arc<LoadedLibrary>,
+    ) -> Arc<dyn ExecutionPlan> {
+        Arc::new(Self {
+            inner,
+            library: Arc::clone(library),
+        })
+    }
+}
+
+impl DisplayAs for PluginExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        self.inner.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for PluginExec {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.inner.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        self.inner.children()
+    }
+
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        InputDistributionRequirements::new(vec![
+            Distribution::SinglePartition;
+            self.inner.children().len()
+        ])
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false; self.inner.children().len()]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        self.inner.apply_expressions(f)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        options: ReplaceChildrenOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let inner = Arc::clone(&self.inner).replace_children(children, options)?;
+        Ok(Self::wrap(inner, &self.library))
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let options = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute);
+        self.replace_children(children, options)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let stream = self.inner.execute(partition, context)?;
+        let schema = stream.schema();
+        let library = Arc::clone(&self.library);
+        let kept_alive = stream.map(move |batch| {
+            let _library = &library;
+            batch
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept_alive)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        self.inner.metrics()
+    }
+}
