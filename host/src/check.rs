@@ -270,8 +270,49 @@ mod tests {
         assert!(text.contains("library has 54, host expects 55"), "{text}");
     }
 
+    /// Property: the file checker returns an error for arbitrary and corrupted object files,
+    /// never panics.
     #[test]
-    fn newer_minor_is_refused_older_is_not() {
+    fn corrupted_object_files_never_panic_the_checker() {
+        let original = ["/bin/true", "/usr/bin/true", "/bin/sh"]
+            .iter()
+            .find_map(|p| std::fs::read(p).ok())
+            .unwrap_or_else(|| {
+                let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+                exe[..exe.len().min(256 * 1024)].to_vec()
+            });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libcorrupt.so");
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..300 {
+            let mut bytes = original.clone();
+            // corrupt mostly the headers, where the parser makes its decisions
+            for _ in 0..(1 + next() % 16) {
+                let span = if round % 3 == 0 {
+                    bytes.len()
+                } else {
+                    4096.min(bytes.len())
+                };
+                let at = (next() as usize) % span;
+                bytes[at] = next() as u8;
+            }
+            if round % 7 == 0 {
+                bytes.truncate((next() as usize) % bytes.len());
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            // an executable (or garbage) is never a loadable engine library
+            assert!(check(&path).is_err(), "round {round}");
+        }
+    }
+
+    #[test]
+    fn newer_minor_is_refused() {
         let mut m = PluginMetadata::current("x", "1.0.0");
         m.abi_minor = ABI_MINOR + 1;
         assert_eq!(mismatches(&m)[0].field, "plugin-api ABI minor");

@@ -162,3 +162,29 @@ pub async fn shell(host: &Host, format: Format) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// `accel plugin lock DIR`: writes the allow-list of the libraries in DIR.
+pub fn lock_plugin_dir(dir: &Path) -> ExitCode {
+    let found = accel_host::discover::discover(&[dir.to_owned()]);
+    if let Some(problem) = found.skipped.iter().find(|s| s.path == dir) {
+        eprintln!("error: {problem}");
+        return ExitCode::FAILURE;
+    }
+    match accel_host::trust::write_lock(dir, &found.candidates) {
+        Ok(listed) => {
+            let mut text = format!(
+                "wrote {} ({} libraries)\n",
+                dir.join(accel_host::trust::LOCK_FILE).display(),
+                listed.len()
+            );
+            for (name, hash) in listed {
+                text.push_str(&format!("  {hash}  {name}\n"));
+            }
+            print_out(&text)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
@@ -20,6 +21,7 @@ use crate::load::load;
 use crate::plugin_accelerator::PluginAccelerator;
 use crate::registry::EngineRegistry;
 use crate::serve::session_context;
+use crate::trust::{PermissionPolicy, check_trust};
 
 /// How to start a host.
 #[derive(Debug, Clone)]
@@ -30,6 +32,10 @@ pub struct HostOptions {
     pub use_plugin_path_var: bool,
     /// Where engines keep files of tables given no explicit location.
     pub data_dir: PathBuf,
+    /// Permission checks on plugin files (the allow-list applies either way).
+    pub permission_policy: PermissionPolicy,
+    /// Longest an engine's `init` may take before table creation fails.
+    pub init_timeout: Duration,
 }
 
 impl Default for HostOptions {
@@ -38,6 +44,8 @@ impl Default for HostOptions {
             plugin_dirs: Vec::new(),
             use_plugin_path_var: true,
             data_dir: PathBuf::from("accel-data"),
+            permission_policy: PermissionPolicy::Strict,
+            init_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -76,6 +84,10 @@ impl Host {
         };
         let mut registry = EngineRegistry::with_builtins();
         for path in found.candidates {
+            if let Err(e) = check_trust(&path, options.permission_policy) {
+                report.problems.push(e.to_string());
+                continue;
+            }
             let checked = match check(&path) {
                 Ok(checked) => checked,
                 Err(e) => {
@@ -83,6 +95,11 @@ impl Host {
                     continue;
                 }
             };
+            let name = &checked.metadata.engine_name;
+            if let Err(e) = registry.check_name_free(name, &checked.version, &path) {
+                report.problems.push(e);
+                continue;
+            }
             let (library, engine) = match load(&checked) {
                 Ok(loaded) => loaded,
                 Err(e) => {
@@ -96,7 +113,7 @@ impl Host {
                 Err(e) => report.problems.push(e),
             }
         }
-        let context = session_context(&registry, options.data_dir.clone());
+        let context = session_context(&registry, options.data_dir.clone(), options.init_timeout);
         Self {
             registry,
             report,

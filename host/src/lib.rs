@@ -4,7 +4,8 @@
 //! reads as a pipeline, one module per step:
 //!
 //! 1. [`discover`] — find candidate libraries in the plugin directories;
-//! 2. [`check`] — read each one's metadata from the file and compare it with the host;
+//! 2. [`trust`] and [`check`] — refuse files the user may not trust, then read each one's
+//!    metadata from the file and compare it with the host;
 //! 3. [`load`] — open a unique copy and obtain its engine;
 //! 4. [`registry`] — built-in and plugin engines behind one interface;
 //! 5. [`serve`] — a DataFusion session whose table factories are the engines.
@@ -22,5 +23,6 @@ pub mod plugin_accelerator;
 pub mod plugin_exec;
 pub mod registry;
 pub mod serve;
+pub mod trust;
 
 pub use host::{Host, HostOptions, StartupReport};

@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use accel_host::output::Format;
+use accel_host::trust::PermissionPolicy;
 use accel_host::{Host, HostOptions};
 use clap::{Parser, Subcommand};
 
@@ -24,6 +26,15 @@ struct Cli {
     /// Where engines keep files of tables created without an explicit file.
     #[arg(long, value_name = "DIR", default_value = "accel-data", global = true)]
     data_dir: PathBuf,
+
+    /// Load plugin files even when they or their directory are writable by others or owned by
+    /// another user (an allow-list lock file still applies).
+    #[arg(long, global = true)]
+    allow_untrusted_plugins: bool,
+
+    /// Seconds an engine's init (e.g. restoring a snapshot) may take before CREATE fails.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, global = true)]
+    init_timeout: u64,
 
     /// Do not print start-up problems (skipped or incompatible libraries) to stderr.
     #[arg(long, global = true)]
@@ -54,6 +65,11 @@ enum Command {
         /// The library file.
         file: PathBuf,
     },
+    /// Manage plugin directories.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Interactive SQL prompt with history.
     Shell {
         /// Output format.
@@ -62,10 +78,26 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Write DIR/accel-plugins.lock, the allow-list of the libraries now in DIR (by SHA-256):
+    /// from then on only those libraries, unchanged, load from DIR.
+    Lock {
+        /// The plugin directory.
+        dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::CheckPlugin { file } = &cli.command {
-        return commands::check_plugin(file);
+    match &cli.command {
+        Command::CheckPlugin { file } => return commands::check_plugin(file),
+        Command::Plugin {
+            command: PluginCommand::Lock { dir },
+        } => {
+            return commands::lock_plugin_dir(dir);
+        }
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -81,6 +113,12 @@ fn main() -> ExitCode {
         plugin_dirs: cli.plugin_dirs.clone(),
         use_plugin_path_var: true,
         data_dir: cli.data_dir.clone(),
+        permission_policy: if cli.allow_untrusted_plugins {
+            PermissionPolicy::AllowUntrusted
+        } else {
+            PermissionPolicy::Strict
+        },
+        init_timeout: Duration::from_secs(cli.init_timeout),
     };
     let host = Host::start(&options);
     if !cli.quiet {
@@ -93,7 +131,9 @@ fn main() -> ExitCode {
             Command::Sql { statements, format } => commands::sql(&host, &statements, format).await,
             Command::Engines { verbose } => commands::engines(&host, verbose),
             Command::Shell { format } => commands::shell(&host, format).await,
-            Command::CheckPlugin { .. } => unreachable!("handled before start-up"),
+            Command::CheckPlugin { .. } | Command::Plugin { .. } => {
+                unreachable!("handled before start-up")
+            }
         };
         for failure in host.shutdown().await {
             eprintln!("warning: {failure}");

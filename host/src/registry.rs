@@ -81,22 +81,7 @@ impl EngineRegistry {
     ) -> Result<&RegisteredEngine, String> {
         let library = Arc::clone(engine.library());
         let name = engine.name().to_owned();
-        if let Some(existing) = self.engines.get(&name) {
-            return Err(match &existing.origin {
-                Origin::BuiltIn => format!(
-                    "{}: engine `{name}` is built into this host; rename the plugin's engine",
-                    library.path.display()
-                ),
-                Origin::Plugin { path, .. } => format!(
-                    "{}: engine `{name}` {} is already loaded from {} (version {}); keep one \
-                     library per engine in the plugin directories",
-                    library.path.display(),
-                    library.version,
-                    path.display(),
-                    existing.version
-                ),
-            });
-        }
+        self.check_name_free(&name, &library.version, &library.path)?;
         let registered = RegisteredEngine {
             accelerator: Arc::new(engine),
             origin: Origin::Plugin {
@@ -110,6 +95,33 @@ impl EngineRegistry {
             ),
         };
         Ok(self.engines.entry(name).or_insert(registered))
+    }
+
+    /// Refuses a plugin engine whose name is already taken (by a built-in engine or an
+    /// already loaded library). Called with the library's metadata before it is loaded, and
+    /// again when it registers.
+    pub fn check_name_free(
+        &self,
+        name: &str,
+        version: &semver::Version,
+        path: &std::path::Path,
+    ) -> Result<(), String> {
+        let Some(existing) = self.engines.get(name) else {
+            return Ok(());
+        };
+        Err(match &existing.origin {
+            Origin::BuiltIn => format!(
+                "{}: refused: engine `{name}` is built into this host; rename the plugin's engine",
+                path.display()
+            ),
+            Origin::Plugin { path: loaded, .. } => format!(
+                "{}: refused: engine `{name}` {version} is already loaded from {} (version {}); \
+                 keep one library per engine in the plugin directories",
+                path.display(),
+                loaded.display(),
+                existing.version
+            ),
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&RegisteredEngine> {

@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use accel_plugin_api::{AccelerationSourceSpec, Mode, PartitionedBy, async_trait};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
 use datafusion::common::plan_err;
 use datafusion::error::Result;
@@ -29,7 +31,11 @@ pub const COMMON_OPTIONS: &[&str] = &[
 ];
 
 /// Builds a session whose table factories are the registry's engines.
-pub fn session_context(registry: &EngineRegistry, data_dir: PathBuf) -> SessionContext {
+pub fn session_context(
+    registry: &EngineRegistry,
+    data_dir: PathBuf,
+    init_timeout: Duration,
+) -> SessionContext {
     let mut builder = SessionStateBuilder::new()
         .with_config(SessionConfig::new().with_information_schema(true))
         .with_default_features();
@@ -38,6 +44,7 @@ pub fn session_context(registry: &EngineRegistry, data_dir: PathBuf) -> SessionC
         let factory = EngineTableFactory {
             engine: engine.clone(),
             data_dir: data_dir.clone(),
+            init_timeout,
         };
         factories.insert(engine.accelerator.name().to_uppercase(), Arc::new(factory));
     }
@@ -49,6 +56,7 @@ pub fn session_context(registry: &EngineRegistry, data_dir: PathBuf) -> SessionC
 struct EngineTableFactory {
     engine: RegisteredEngine,
     data_dir: PathBuf,
+    init_timeout: Duration,
 }
 
 #[async_trait]
@@ -87,7 +95,16 @@ impl TableProviderFactory for EngineTableFactory {
             data_directory: self.data_dir.clone(),
         };
         if !engine.is_initialized(&source) {
-            engine.init(&source).await?;
+            let init = tokio::time::timeout(self.init_timeout, engine.init(&source));
+            if init.await.is_err() {
+                return plan_err!(
+                    "engine `{}`: init of table `{}` did not finish within {:?}; the table was \
+                     not created (the engine may be stuck restoring its data)",
+                    engine.name(),
+                    cmd.name,
+                    self.init_timeout
+                );
+            }
         }
         let partition_by = cmd
             .table_partition_cols
@@ -98,10 +115,41 @@ impl TableProviderFactory for EngineTableFactory {
             })
             .collect();
         let runtime_env = Arc::clone(state.runtime_env());
-        engine
+        let declared = Arc::new(cmd.schema.as_arrow().clone());
+        let name = cmd.name.to_string();
+        let table = engine
             .create_external_table(cmd, Some(&source), partition_by, runtime_env)
-            .await
+            .await?;
+        check_schema(engine.name(), &name, &declared, &table.schema())?;
+        Ok(table)
     }
+}
+
+/// An engine's table must have the declared columns: names and types, in order.
+fn check_schema(engine: &str, table: &str, declared: &SchemaRef, actual: &SchemaRef) -> Result<()> {
+    let describe = |schema: &SchemaRef| {
+        let columns: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        format!("({})", columns.join(", "))
+    };
+    let same = declared.fields().len() == actual.fields().len()
+        && declared
+            .fields()
+            .iter()
+            .zip(actual.fields())
+            .all(|(d, a)| d.name() == a.name() && d.data_type() == a.data_type());
+    if same {
+        return Ok(());
+    }
+    plan_err!(
+        "engine `{engine}` returned table `{table}` with columns {}, but the statement declares \
+         {}; this is a bug in the engine",
+        describe(actual),
+        describe(declared)
+    )
 }
 
 /// DataFusion files `OPTIONS` keys without a namespace under `format.`; engines see them as
@@ -146,4 +194,47 @@ fn check_options(engine: &RegisteredEngine, options: &HashMap<String, String>) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Property: the options check answers any key/value text with Ok or an error listing the
+    /// valid options, never a panic.
+    #[test]
+    fn arbitrary_option_keys_never_panic() {
+        let registry = EngineRegistry::with_builtins();
+        let engine = registry.get("arrow").unwrap();
+        let samples = [
+            "",
+            "format.",
+            "ARROW_X",
+            "arrow_",
+            "engine_version",
+            "\u{0}",
+            "ü_ß",
+            "a.b.c",
+            "=",
+            "'",
+        ];
+        for key in samples {
+            for value in samples {
+                let options = HashMap::from([(key.to_owned(), value.to_owned())]);
+                let unprefixed = unprefixed_options(&options);
+                match check_options(engine, &unprefixed) {
+                    Ok(()) => {}
+                    Err(e) => assert!(e.to_string().contains("valid options"), "{e}"),
+                }
+            }
+        }
+        let unknown = HashMap::from([("format.bogus".to_owned(), "1".to_owned())]);
+        let error = check_options(engine, &unprefixed_options(&unknown))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("engine `arrow` has no option `bogus`"),
+            "{error}"
+        );
+    }
 }

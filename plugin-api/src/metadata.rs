@@ -264,6 +264,43 @@ mod tests {
         assert_eq!(decoded.record_size, RECORD_SIZE as u32 + 16);
     }
 
+    /// Property: decoding any byte string returns a record or an error, never panics, and any
+    /// record it returns re-encodes to bytes that decode to the same record.
+    #[test]
+    fn arbitrary_bytes_never_panic_the_decoder() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let valid = encode_record("duckdb", "1.2.3");
+        for round in 0..50_000 {
+            let mut bytes = if round % 2 == 0 {
+                valid.to_vec()
+            } else {
+                (0..(next() % 400) as usize).map(|_| next() as u8).collect()
+            };
+            let len = bytes.len().max(1);
+            for _ in 0..(next() % 8) {
+                let at = (next() as usize) % len;
+                if at < bytes.len() {
+                    bytes[at] = next() as u8;
+                }
+            }
+            if next() % 5 == 0 {
+                bytes.truncate((next() as usize) % (bytes.len() + 1));
+            }
+            if let Ok(decoded) = PluginMetadata::from_bytes(&bytes) {
+                assert_eq!(
+                    PluginMetadata::from_bytes(&decoded.to_bytes()).unwrap(),
+                    decoded
+                );
+            }
+        }
+    }
+
     #[test]
     fn malformed_records_are_errors_not_panics() {
         assert!(matches!(

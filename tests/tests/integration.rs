@@ -7,4 +7,6 @@ mod integration {
     pub mod common;
     mod fixtures;
     mod host_library;
+    mod hostile;
+    mod panics;
 }

@@ -35,6 +35,22 @@ pub fn duckdb_library() -> PathBuf {
     ))
 }
 
+/// The misbehaving test engine library built by this workspace.
+pub fn chaos_library() -> PathBuf {
+    artifact(&format!(
+        "{}accel_engine_chaos{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+/// Copies a library into a plugin directory.
+pub fn install(library: &Path, dir: &Path) -> PathBuf {
+    let target = dir.join(library.file_name().unwrap());
+    std::fs::copy(library, &target).expect("copy plugin");
+    target
+}
+
 /// The `accel` binary built by this workspace.
 pub fn accel_binary() -> PathBuf {
     artifact(&format!("accel{}", std::env::consts::EXE_SUFFIX))
@@ -54,6 +70,7 @@ pub fn host_with(dir: &Path, data_dir: &Path) -> Host {
         plugin_dirs: vec![dir.to_owned()],
         use_plugin_path_var: false,
         data_dir: data_dir.to_owned(),
+        ..HostOptions::default()
     })
 }
 

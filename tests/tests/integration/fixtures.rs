@@ -10,8 +10,8 @@ use accel_plugin_api::metadata::PluginMetadata;
 
 use super::common::{accel, host_with, plugin_dir_with_duckdb, stderr, stdout};
 
-/// Compiles a shared library carrying `metadata` (when given) and the entry symbol.
-fn fixture_library(dir: &Path, name: &str, metadata: Option<&PluginMetadata>) -> PathBuf {
+/// Compiles a shared library carrying `metadata` (when given) and a fake entry symbol.
+pub fn fixture_library(dir: &Path, name: &str, metadata: Option<&PluginMetadata>) -> PathBuf {
     let mut c = String::new();
     if let Some(metadata) = metadata {
         let bytes: Vec<String> = metadata.to_bytes().iter().map(|b| b.to_string()).collect();

@@ -1,0 +1,253 @@
+//! A plugin directory full of broken and hostile libraries: each one is refused with a message
+//! naming the file, the cause and the fix, nothing aborts, and the good engine keeps serving.
+
+use std::path::Path;
+
+use accel_plugin_api::metadata::{PluginMetadata, RECORD_SIZE};
+
+use super::common::{
+    accel, duckdb_library, host_with, install, plugin_dir_with_duckdb, rows, stderr,
+};
+use super::fixtures::fixture_library;
+
+/// Bytes of a valid record with one edit applied.
+fn record(edit: impl FnOnce(&mut PluginMetadata)) -> PluginMetadata {
+    let mut m = PluginMetadata::current("broken", "1.0.0");
+    edit(&mut m);
+    m
+}
+
+/// A fixture whose metadata section holds raw bytes.
+fn raw_metadata_library(dir: &Path, name: &str, bytes: &[u8]) {
+    let list: Vec<String> = bytes.iter().map(|b| b.to_string()).collect();
+    let c = format!(
+        "__attribute__((used, section(\".accel_plugin\"))) const unsigned char m[] = {{{}}};\n",
+        list.join(",")
+    );
+    let source = dir.join(format!("{name}.c"));
+    std::fs::write(&source, c).unwrap();
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(dir.join(format!("lib{name}.so")))
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_file(source).unwrap();
+}
+
+/// (file name, expected fragment of its problem).
+fn build_corpus(dir: &Path) -> Vec<(&'static str, &'static str)> {
+    let mut cases = Vec::new();
+
+    std::fs::write(dir.join("libempty.so"), b"").unwrap();
+    cases.push(("libempty.so", "not a shared library"));
+
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("librandom.so"), &noise).unwrap();
+    cases.push(("librandom.so", "not a shared library"));
+
+    let real = std::fs::read(duckdb_library()).unwrap();
+    std::fs::write(dir.join("libtruncated.so"), &real[..64 * 1024]).unwrap();
+    cases.push(("libtruncated.so", "not a shared library"));
+
+    let arm = fixture_library(
+        dir,
+        "otherarch",
+        Some(&record(|m| m.engine_name = "otherarch".into())),
+    );
+    let mut elf = std::fs::read(&arm).unwrap();
+    elf[18..20].copy_from_slice(&183u16.to_le_bytes()); // e_machine = EM_AARCH64
+    std::fs::write(&arm, elf).unwrap();
+    cases.push((
+        "libotherarch.so",
+        "built for architecture Aarch64, this host runs on X86_64",
+    ));
+
+    raw_metadata_library(
+        dir,
+        "noentry",
+        &record(|m| m.engine_name = "noentry".into()).to_bytes(),
+    );
+    cases.push(("libnoentry.so", "does not export the entry symbol"));
+
+    fixture_library(dir, "nometadata", None);
+    cases.push(("libnometadata.so", "no `.accel_plugin` metadata section"));
+
+    let mut bad_magic = record(|_| {}).to_bytes();
+    bad_magic[..8].copy_from_slice(b"NOTACCEL");
+    raw_metadata_library(dir, "badmagic", &bad_magic);
+    cases.push((
+        "libbadmagic.so",
+        "bad magic: expected \"ACCELPLG\", found \"NOTACCEL\"",
+    ));
+
+    let mut bad_size = record(|_| {}).to_bytes();
+    bad_size[8..12].copy_from_slice(&10u32.to_le_bytes());
+    raw_metadata_library(dir, "badsize", &bad_size);
+    cases.push((
+        "libbadsize.so",
+        "record size is 10 bytes, expected at least 280",
+    ));
+    assert_eq!(RECORD_SIZE, 280);
+
+    fixture_library(dir, "abimajor", Some(&record(|m| m.abi_major += 1)));
+    cases.push((
+        "libabimajor.so",
+        "plugin-api ABI major: library has 2.0, host expects 1.x",
+    ));
+
+    fixture_library(dir, "abiminor", Some(&record(|m| m.abi_minor += 1)));
+    cases.push((
+        "libabiminor.so",
+        "plugin-api ABI minor: library has 1.1, host expects at most 1.0",
+    ));
+
+    fixture_library(
+        dir,
+        "ffimajor",
+        Some(&record(|m| m.datafusion_ffi_major = 56)),
+    );
+    cases.push((
+        "libffimajor.so",
+        "datafusion-ffi major: library has 56, host expects 55",
+    ));
+
+    fixture_library(
+        dir,
+        "triple",
+        Some(&record(|m| m.target = "aarch64-apple-darwin".into())),
+    );
+    cases.push((
+        "libtriple.so",
+        "target triple: library has aarch64-apple-darwin",
+    ));
+
+    fixture_library(
+        dir,
+        "builtinname",
+        Some(&record(|m| m.engine_name = "arrow".into())),
+    );
+    cases.push((
+        "libbuiltinname.so",
+        "engine `arrow` is built into this host",
+    ));
+
+    fixture_library(
+        dir,
+        "fakeentry",
+        Some(&record(|m| m.engine_name = "fakeentry".into())),
+    );
+    cases.push((
+        "libfakeentry.so",
+        "libfakeentry.so: reading the entry symbol",
+    ));
+
+    // Sorted after the real library, so it is the second one declaring `duckdb`.
+    std::fs::copy(duckdb_library(), dir.join("libaccel_engine_duckdb_copy.so")).unwrap();
+    cases.push((
+        "libaccel_engine_duckdb_copy.so",
+        "engine `duckdb` 0.1.0 is already loaded from",
+    ));
+
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_broken_library_is_refused_by_name_and_the_good_engine_serves() {
+    let plugins = plugin_dir_with_duckdb();
+    let cases = build_corpus(plugins.path());
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+
+    let mut failures = Vec::new();
+    for (file, expected) in &cases {
+        let reported = host
+            .report
+            .problems
+            .iter()
+            .find(|p| p.contains(&format!("/{file}")));
+        match reported {
+            Some(problem) if problem.contains(expected) => {}
+            Some(problem) => failures.push(format!("{file}: expected {expected:?} in {problem:?}")),
+            None => failures.push(format!("{file}: no problem reported")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\nall problems:\n{}",
+        failures.join("\n"),
+        host.report.problems.join("\n")
+    );
+    assert_eq!(
+        host.report.loaded,
+        vec![plugins.path().join(duckdb_library().file_name().unwrap())]
+    );
+    assert_eq!(host.registry.names(), vec!["arrow", "duckdb"]);
+
+    let served = host
+        .sql("CREATE EXTERNAL TABLE t (a INT) STORED AS duckdb LOCATION ':memory:'; INSERT INTO t VALUES (5); SELECT a FROM t")
+        .await
+        .unwrap();
+    assert_eq!(rows(&served), vec!["| 5 |"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn permissions_and_allow_list_are_enforced_with_an_override_for_permissions_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = tempfile::tempdir().unwrap();
+    let dir = plugins.path().to_str().unwrap();
+    let library = install(&duckdb_library(), plugins.path());
+
+    std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let refused = accel(&["--plugin-dir", dir, "engines"]);
+    assert!(refused.status.success());
+    assert!(
+        stderr(&refused).contains("the library is writable by others (mode 666)"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!super::common::stdout(&refused).contains("duckdb"));
+    let allowed = accel(&["--plugin-dir", dir, "--allow-untrusted-plugins", "engines"]);
+    assert!(
+        super::common::stdout(&allowed).contains("duckdb"),
+        "{}",
+        stderr(&allowed)
+    );
+    std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let locked = accel(&["plugin", "lock", dir]);
+    assert!(locked.status.success(), "{}", stderr(&locked));
+    assert!(super::common::stdout(&locked).contains("libaccel_engine_duckdb.so"));
+    let newcomer = fixture_library(
+        plugins.path(),
+        "newcomer",
+        Some(&PluginMetadata::current("newcomer", "1.0.0")),
+    );
+    let out = accel(&["--plugin-dir", dir, "--allow-untrusted-plugins", "engines"]);
+    assert!(
+        stderr(&out).contains("libnewcomer.so: refused: not listed in"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        super::common::stdout(&out).contains("duckdb"),
+        "locked library still loads"
+    );
+    std::fs::remove_file(newcomer).unwrap();
+
+    let mut bytes = std::fs::read(&library).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&library, bytes).unwrap();
+    let out = accel(&["--plugin-dir", dir, "engines"]);
+    assert!(
+        stderr(&out).contains("the library changed since the directory was locked"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!super::common::stdout(&out).contains("duckdb"));
+}
