@@ -188,3 +188,30 @@ pub fn lock_plugin_dir(dir: &Path) -> ExitCode {
         }
     }
 }
+
+/// `accel new-engine NAME DIR`: writes an engine crate and says how to build and load it.
+pub fn new_engine(name: &str, dir: &Path, plugin_api: Option<&Path>) -> ExitCode {
+    let api = plugin_api
+        .map(Path::to_path_buf)
+        .unwrap_or_else(accel_host::template::default_plugin_api_path);
+    match accel_host::template::write_engine_crate(name, dir, &api) {
+        Ok(files) => {
+            let mut text = String::new();
+            for file in files {
+                text.push_str(&format!("wrote {}\n", file.display()));
+            }
+            let library = accel_host::template::library_file_name(name);
+            text.push_str(&format!(
+                "\nnext:\n  cd {dir} && cargo build --release\n  mkdir -p plugins && cp target/release/{library} plugins/\n  \
+                 accel --plugin-dir plugins sql \"CREATE EXTERNAL TABLE t (a INT) STORED AS {name} LOCATION ':memory:'; \
+                 INSERT INTO t VALUES (1), (2); SELECT sum(a) FROM t\"\n",
+                dir = dir.display()
+            ));
+            print_out(&text)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

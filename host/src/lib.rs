@@ -11,7 +11,7 @@
 //! 5. [`serve`] — a DataFusion session whose table factories are the engines.
 //!
 //! [`host`] runs the pipeline; [`engines`] holds the built-in engines; [`output`] formats
-//! results for the CLI.
+//! results for the CLI; [`template`] writes new out-of-tree engine crates.
 
 pub mod check;
 pub mod discover;
@@ -23,6 +23,7 @@ pub mod plugin_accelerator;
 pub mod plugin_exec;
 pub mod registry;
 pub mod serve;
+pub mod template;
 pub mod trust;
 
 pub use host::{Host, HostOptions, StartupReport};

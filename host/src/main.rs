@@ -65,6 +65,17 @@ enum Command {
         /// The library file.
         file: PathBuf,
     },
+    /// Write a new engine crate (in-memory tables to start from) into DIR, to build out of tree.
+    NewEngine {
+        /// Engine name, as written after STORED AS.
+        name: String,
+        /// Directory to create the crate in.
+        dir: PathBuf,
+        /// The plugin-api directory of an accel checkout (default: the one this binary was
+        /// built from).
+        #[arg(long, value_name = "PATH")]
+        plugin_api: Option<PathBuf>,
+    },
     /// Manage plugin directories.
     Plugin {
         #[command(subcommand)]
@@ -97,6 +108,11 @@ fn main() -> ExitCode {
         } => {
             return commands::lock_plugin_dir(dir);
         }
+        Command::NewEngine {
+            name,
+            dir,
+            plugin_api,
+        } => return commands::new_engine(name, dir, plugin_api.as_deref()),
         _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -131,7 +147,7 @@ fn main() -> ExitCode {
             Command::Sql { statements, format } => commands::sql(&host, &statements, format).await,
             Command::Engines { verbose } => commands::engines(&host, verbose),
             Command::Shell { format } => commands::shell(&host, format).await,
-            Command::CheckPlugin { .. } | Command::Plugin { .. } => {
+            Command::CheckPlugin { .. } | Command::Plugin { .. } | Command::NewEngine { .. } => {
                 unreachable!("handled before start-up")
             }
         };

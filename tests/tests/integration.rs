@@ -8,5 +8,7 @@ mod integration {
     mod fixtures;
     mod host_library;
     mod hostile;
+    mod out_of_tree;
     mod panics;
+    mod pushdown;
 }

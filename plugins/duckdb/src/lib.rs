@@ -7,6 +7,7 @@
 
 mod arrow_bridge;
 mod database;
+mod filters;
 mod scan;
 mod sink;
 mod table;

@@ -35,6 +35,9 @@ pub enum ScanOutput {
 pub struct DuckDbScanExec {
     database: Arc<Database>,
     sql: String,
+    /// `DuckDbScanExec: <sql>`: datafusion-ffi shows a foreign plan by its name only, so the
+    /// name carries the SQL into the host's EXPLAIN.
+    name: String,
     output: ScanOutput,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
@@ -61,9 +64,11 @@ impl DuckDbScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
+        let name = format!("DuckDbScanExec: {sql}");
         Self {
             database,
             sql,
+            name,
             output,
             schema,
             properties,
@@ -79,7 +84,7 @@ impl DisplayAs for DuckDbScanExec {
 
 impl ExecutionPlan for DuckDbScanExec {
     fn name(&self) -> &str {
-        "DuckDbScanExec"
+        &self.name
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {

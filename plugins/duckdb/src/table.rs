@@ -11,11 +11,12 @@ use datafusion::common::{Constraints, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::sink::DataSinkExec;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::database::{Database, duck_error};
+use crate::filters::to_duckdb_sql;
 use crate::scan::{DuckDbScanExec, ScanOutput};
 use crate::sink::DuckDbSink;
 use crate::types::{column_definition, quote_ident};
@@ -132,11 +133,24 @@ impl TableProvider for DuckDbTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match to_duckdb_sql(f, &self.schema) {
+                Some(_) => TableProviderFilterPushDown::Exact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = match projection {
@@ -144,6 +158,17 @@ impl TableProvider for DuckDbTable {
             None => Arc::clone(&self.schema),
         };
         let table = quote_ident(&self.name);
+        // Only filters reported Exact reach here translated; DataFusion applies the others
+        // above the scan (and then passes no limit).
+        let conditions: Vec<String> = filters
+            .iter()
+            .filter_map(|f| to_duckdb_sql(f, &self.schema))
+            .collect();
+        let table = if conditions.is_empty() {
+            table
+        } else {
+            format!("{table} WHERE {}", conditions.join(" AND "))
+        };
         let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         let (sql, output) = if schema.fields().is_empty() {
             (
