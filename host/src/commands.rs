@@ -146,11 +146,15 @@ pub async fn shell(host: &Host, format: Format) -> ExitCode {
         }
         let statements = std::mem::take(&mut pending);
         let _ = editor.add_history_entry(statements.trim());
-        match host
-            .sql(&statements)
-            .await
-            .and_then(|batches| render(&batches, format))
-        {
+        // Ctrl-C while a statement runs cancels that statement, not the shell.
+        let outcome = tokio::select! {
+            result = host.sql(&statements) => result.and_then(|batches| render(&batches, format)),
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("cancelled");
+                continue;
+            }
+        };
+        match outcome {
             Ok(text) => {
                 let _ = print_out(&text);
             }

@@ -144,7 +144,17 @@ fn main() -> ExitCode {
     }
     runtime.block_on(async {
         let code = match cli.command {
-            Command::Sql { statements, format } => commands::sql(&host, &statements, format).await,
+            Command::Sql { statements, format } => {
+                // Ctrl-C stops the statements; the engines are still shut down (files
+                // checkpointed) below before the process exits.
+                tokio::select! {
+                    code = commands::sql(&host, &statements, format) => code,
+                    _ = tokio::signal::ctrl_c() => {
+                        eprintln!("interrupted: shutting the engines down");
+                        ExitCode::from(130)
+                    }
+                }
+            }
             Command::Engines { verbose } => commands::engines(&host, verbose),
             Command::Shell { format } => commands::shell(&host, format).await,
             Command::CheckPlugin { .. } | Command::Plugin { .. } | Command::NewEngine { .. } => {

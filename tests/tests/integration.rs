@@ -5,6 +5,7 @@
 mod integration {
     mod cli;
     pub mod common;
+    mod duckdb_writes;
     mod fixtures;
     mod host_library;
     mod hostile;

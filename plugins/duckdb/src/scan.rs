@@ -4,8 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -181,6 +182,19 @@ fn run_query(
     Ok(())
 }
 
+/// The same array with default values under its nulls. DuckDB leaves arbitrary bytes under
+/// nulls; a unit-changing cast (e.g. TIME in microseconds to nanoseconds) multiplies them too,
+/// and can overflow.
+fn zero_null_slots(column: &ArrayRef) -> Result<ArrayRef> {
+    if column.null_count() == 0 {
+        return Ok(Arc::clone(column));
+    }
+    let indices: UInt32Array = (0..column.len() as u32)
+        .map(|i| column.is_valid(i as usize).then_some(i))
+        .collect();
+    Ok(take(column.as_ref(), &indices, None)?)
+}
+
 /// Casts DuckDB's output types (e.g. `Utf8` for VARCHAR) to the table's declared types and
 /// names.
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
@@ -199,7 +213,7 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
             if column.data_type() == field.data_type() {
                 Ok(Arc::clone(column))
             } else {
-                cast(column, field.data_type())
+                cast(&zero_null_slots(column)?, field.data_type())
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

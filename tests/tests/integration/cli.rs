@@ -93,3 +93,55 @@ fn errors_go_to_stderr_with_failure_status() {
     assert!(stdout(&out).is_empty());
     assert!(stderr(&out).contains("missing_table"), "{}", stderr(&out));
 }
+
+#[test]
+fn ctrl_c_stops_the_statement_and_still_shuts_engines_down() {
+    let plugins = plugin_dir_with_duckdb();
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("t.duckdb");
+    let create = format!(
+        "CREATE EXTERNAL TABLE t (a BIGINT) STORED AS duckdb LOCATION '{}'",
+        file.display()
+    );
+    let setup = accel(&[
+        "--plugin-dir",
+        plugins.path().to_str().unwrap(),
+        "sql",
+        &format!("{create}; INSERT INTO t VALUES (1), (2)"),
+    ]);
+    assert!(setup.status.success(), "{}", stderr(&setup));
+    // A statement that runs for minutes, interrupted after a moment.
+    let child = std::process::Command::new(super::common::accel_binary())
+        .args([
+            "--plugin-dir",
+            plugins.path().to_str().unwrap(),
+            "sql",
+            &format!("{create}; SELECT count(*) FROM generate_series(1, 100000000000) a"),
+        ])
+        .env_remove("ACCEL_PLUGIN_PATH")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("interrupted: shutting the engines down"),
+        "{}",
+        stderr(&out)
+    );
+    let after = accel(&[
+        "--plugin-dir",
+        plugins.path().to_str().unwrap(),
+        "sql",
+        &format!("{create}; SELECT sum(a) AS s FROM t"),
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(stdout(&after), "s\n3\n", "{}", stderr(&after));
+}
