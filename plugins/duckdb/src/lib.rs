@@ -8,6 +8,7 @@
 mod arrow_bridge;
 mod database;
 mod filters;
+mod keys;
 mod scan;
 mod sink;
 mod table;
@@ -29,6 +30,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::CreateExternalTable;
 
 use crate::database::{Database, Databases, OpenOptions};
+use crate::keys::TableKeys;
 use crate::table::DuckDbTable;
 
 /// Name of the engine, as written after `STORED AS`.
@@ -114,8 +116,10 @@ impl DataAccelerator for DuckDbAccelerator {
         };
         let schema: SchemaRef = Arc::new(cmd.schema.as_arrow().clone());
         let name = cmd.name.table().to_owned();
+        let keys = TableKeys::from_options(&cmd.options, &cmd.constraints, &schema)
+            .map_err(|e| DataFusionError::Plan(format!("table `{name}`: {e}")))?;
         let table = tokio::task::spawn_blocking(move || {
-            DuckDbTable::create_or_open(database, &name, schema, cmd.constraints)
+            DuckDbTable::create_or_open(database, &name, schema, cmd.constraints, keys)
         })
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))??;

@@ -1,9 +1,11 @@
 //! Writing into a DuckDB table: the input streams as Arrow batches into DuckDB's appender,
-//! inside one transaction (with the old rows deleted first for an overwrite), so an insert is
+//! inside one transaction (with the old rows deleted first for an overwrite; through a staging
+//! table merged on the primary key when the table has `on_conflict`), so an insert is
 //! all or nothing and readers see the table before or after it.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use datafusion::arrow::array::RecordBatch;
@@ -16,6 +18,7 @@ use futures::StreamExt;
 
 use crate::arrow_bridge::to_duckdb;
 use crate::database::{Database, duck_error};
+use crate::keys::{ConflictAction, TableKeys};
 use crate::types::quote_ident;
 
 /// Messages to the writing thread. The transaction commits only on `Commit`: if the input
@@ -30,6 +33,7 @@ pub struct DuckDbSink {
     pub table: String,
     pub schema: SchemaRef,
     pub overwrite: bool,
+    pub keys: TableKeys,
 }
 
 impl fmt::Debug for DuckDbSink {
@@ -66,7 +70,9 @@ impl DataSink for DuckDbSink {
         let database = Arc::clone(&self.database);
         let table = self.table.clone();
         let overwrite = self.overwrite;
-        let writer = tokio::task::spawn_blocking(move || write(&database, &table, overwrite, rx));
+        let keys = self.keys.clone();
+        let writer =
+            tokio::task::spawn_blocking(move || write(&database, &table, &keys, overwrite, rx));
         let mut input_error = None;
         while let Some(batch) = data.next().await {
             match batch {
@@ -98,41 +104,28 @@ impl DataSink for DuckDbSink {
 fn write(
     database: &Arc<Database>,
     table: &str,
+    keys: &TableKeys,
     overwrite: bool,
     rx: Receiver<Write>,
 ) -> Result<u64> {
     let conn = database.connect()?;
     conn.execute_batch("BEGIN TRANSACTION")
         .map_err(|e| duck_error("starting an insert", e))?;
-    let appended = (|| -> Result<Option<u64>> {
+    let written = (|| -> Result<Option<u64>> {
         if overwrite {
             conn.execute_batch(&format!("DELETE FROM {}", quote_ident(table)))
                 .map_err(|e| duck_error("overwriting", e))?;
         }
-        let mut appender = conn
-            .appender(table)
-            .map_err(|e| duck_error("opening the appender", e))?;
-        let mut rows = 0u64;
-        for message in rx {
-            match message {
-                Write::Batch(batch) => {
-                    rows += batch.num_rows() as u64;
-                    appender
-                        .append_record_batch(to_duckdb(batch)?)
-                        .map_err(|e| duck_error("appending", e))?;
-                }
-                Write::Commit => {
-                    appender.flush().map_err(|e| duck_error("appending", e))?;
-                    return Ok(Some(rows));
-                }
-            }
+        match &keys.on_conflict {
+            None => append(&conn, table, rx).map_err(|e| explain_duplicate(e, table, keys)),
+            Some(action) => merge(&conn, table, keys, action, rx),
         }
-        Ok(None)
     })();
-    match appended {
+    match written {
         Ok(Some(rows)) => {
-            conn.execute_batch("COMMIT")
-                .map_err(|e| duck_error("committing an insert", e))?;
+            conn.execute_batch("COMMIT").map_err(|e| {
+                explain_duplicate(duck_error("committing an insert", e), table, keys)
+            })?;
             Ok(rows)
         }
         Ok(None) => {
@@ -146,4 +139,113 @@ fn write(
             Err(e)
         }
     }
+}
+
+/// Appends every batch to `table`; `None` when the input ended without `Commit`.
+fn append(conn: &duckdb::Connection, table: &str, rx: Receiver<Write>) -> Result<Option<u64>> {
+    let mut appender = conn
+        .appender(table)
+        .map_err(|e| duck_error("opening the appender", e))?;
+    let mut rows = 0u64;
+    for message in rx {
+        match message {
+            Write::Batch(batch) => {
+                rows += batch.num_rows() as u64;
+                appender
+                    .append_record_batch(to_duckdb(batch)?)
+                    .map_err(|e| duck_error("appending", e))?;
+            }
+            Write::Commit => {
+                appender.flush().map_err(|e| duck_error("appending", e))?;
+                return Ok(Some(rows));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Appends the input to a staging table, then merges it into `table` on the primary key: one
+/// row per key (the first for `drop`, the last for `upsert`), existing rows kept (`drop`) or
+/// replaced (`upsert`). Returns the rows inserted or updated.
+fn merge(
+    conn: &duckdb::Connection,
+    table: &str,
+    keys: &TableKeys,
+    action: &ConflictAction,
+    rx: Receiver<Write>,
+) -> Result<Option<u64>> {
+    static STAGES: AtomicU64 = AtomicU64::new(0);
+    let stage = format!("__accel_stage_{}", STAGES.fetch_add(1, Ordering::Relaxed));
+    let (target, staged) = (quote_ident(table), quote_ident(&stage));
+    conn.execute_batch(&format!(
+        "CREATE TABLE {staged} AS SELECT * FROM {target} LIMIT 0"
+    ))
+    .map_err(|e| duck_error("creating the staging table", e))?;
+    if append(conn, &stage, rx)?.is_none() {
+        return Ok(None);
+    }
+    let key_list: Vec<String> = keys.primary_key.iter().map(|c| quote_ident(c)).collect();
+    let key_list = key_list.join(", ");
+    let (order, on_conflict) = match action {
+        ConflictAction::Drop => ("ASC", "DO NOTHING".to_owned()),
+        ConflictAction::Upsert => {
+            let columns = table_columns(conn, table)?;
+            let updates: Vec<String> = columns
+                .iter()
+                .filter(|c| !keys.primary_key.contains(c))
+                .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+                .collect();
+            let action = if updates.is_empty() {
+                "DO NOTHING".to_owned()
+            } else {
+                format!("DO UPDATE SET {}", updates.join(", "))
+            };
+            ("DESC", action)
+        }
+    };
+    let sql = format!(
+        "INSERT INTO {target} SELECT * EXCLUDE (__accel_occurrence) FROM (\
+         SELECT *, row_number() OVER (PARTITION BY {key_list} ORDER BY rowid {order}) \
+         AS __accel_occurrence FROM {staged}) WHERE __accel_occurrence = 1 \
+         ON CONFLICT ({key_list}) {on_conflict}"
+    );
+    let rows = conn
+        .execute(&sql, [])
+        .map_err(|e| duck_error("merging on the primary key", e))?;
+    conn.execute_batch(&format!("DROP TABLE {staged}"))
+        .map_err(|e| duck_error("dropping the staging table", e))?;
+    Ok(Some(rows as u64))
+}
+
+fn table_columns(conn: &duckdb::Connection, table: &str) -> Result<Vec<String>> {
+    let mut statement = conn
+        .prepare(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? \
+             AND table_schema = current_schema() ORDER BY ordinal_position",
+        )
+        .map_err(|e| duck_error("reading the catalog", e))?;
+    let names = statement
+        .query_map([table], |row| row.get::<_, String>(0))
+        .map_err(|e| duck_error("reading the catalog", e))?;
+    names
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| duck_error("reading the catalog", e))
+}
+
+/// A key violation, said in the user's terms: what happened and the options that merge instead.
+fn explain_duplicate(error: DataFusionError, table: &str, keys: &TableKeys) -> DataFusionError {
+    let message = error.to_string();
+    if keys.primary_key.is_empty() || !message.to_lowercase().contains("duplicate key") {
+        return error;
+    }
+    let key = if keys.primary_key.len() == 1 {
+        keys.primary_key[0].clone()
+    } else {
+        format!("({})", keys.primary_key.join(","))
+    };
+    DataFusionError::Execution(format!(
+        "insert into `{table}` rejected, nothing was written: {message}. To merge rows with an \
+         existing key instead, create the table with OPTIONS ('on_conflict' '{key}:upsert') or \
+         '{key}:drop'"
+    ))
 }

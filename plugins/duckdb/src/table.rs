@@ -17,6 +17,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::database::{Database, duck_error};
 use crate::filters::to_duckdb_sql;
+use crate::keys::TableKeys;
 use crate::scan::{DuckDbScanExec, ScanOutput};
 use crate::sink::DuckDbSink;
 use crate::types::{column_definition, quote_ident};
@@ -26,6 +27,7 @@ pub struct DuckDbTable {
     name: String,
     schema: SchemaRef,
     constraints: Constraints,
+    keys: TableKeys,
 }
 
 impl fmt::Debug for DuckDbTable {
@@ -45,6 +47,7 @@ impl DuckDbTable {
         name: &str,
         schema: SchemaRef,
         constraints: Constraints,
+        keys: TableKeys,
     ) -> Result<Self> {
         let columns = schema
             .fields()
@@ -52,6 +55,11 @@ impl DuckDbTable {
             .map(|f| column_definition(f))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| DataFusionError::Plan(format!("table `{name}`: {e}")))?;
+        let mut columns = columns;
+        if !keys.primary_key.is_empty() {
+            let key: Vec<String> = keys.primary_key.iter().map(|c| quote_ident(c)).collect();
+            columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        }
         let ddl = format!(
             "CREATE TABLE {} ({})",
             quote_ident(name),
@@ -77,12 +85,30 @@ impl DuckDbTable {
                 );
             }
         }
+        for index in &keys.indexes {
+            let index_name = format!(
+                "{name}_{}_{}",
+                index.columns.join("_"),
+                if index.unique { "unique" } else { "idx" }
+            );
+            let columns: Vec<String> = index.columns.iter().map(|c| quote_ident(c)).collect();
+            let sql = format!(
+                "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
+                if index.unique { "UNIQUE " } else { "" },
+                quote_ident(&index_name),
+                quote_ident(name),
+                columns.join(", ")
+            );
+            conn.execute_batch(&sql)
+                .map_err(|e| duck_error(&format!("creating index {index_name}"), e))?;
+        }
         drop(conn);
         Ok(Self {
             database,
             name: name.to_owned(),
             schema,
             constraints,
+            keys,
         })
     }
 }
@@ -219,6 +245,7 @@ impl TableProvider for DuckDbTable {
             table: self.name.clone(),
             schema: self.schema(),
             overwrite,
+            keys: self.keys.clone(),
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
