@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use datafusion::error::{DataFusionError, Result};
 use duckdb::{Config, Connection};
@@ -15,15 +16,34 @@ use duckdb::{Config, Connection};
 pub struct OpenOptions {
     pub memory_limit: Option<String>,
     pub threads: Option<i64>,
+    /// Most connections open at once; `None` for the default.
+    pub pool_size: Option<usize>,
 }
+
+/// Connections per database unless `duckdb_connection_pool_size` says otherwise.
+pub const DEFAULT_POOL_SIZE: usize = 32;
 
 /// An open database: a root connection and idle clones of it.
 pub struct Database {
     /// `None` for an in-memory database.
     path: Option<PathBuf>,
     root: Mutex<Connection>,
-    idle: Mutex<Vec<Connection>>,
+    pool: Mutex<Pool>,
+    /// Signalled when a connection is returned.
+    returned: Condvar,
+    /// Most connections open at once (`duckdb_connection_pool_size`).
+    max_connections: usize,
 }
+
+/// Connections not in use, and how many exist.
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    open: usize,
+}
+
+/// How long a query waits for a free connection before failing.
+const CONNECTION_WAIT: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -64,7 +84,9 @@ impl Database {
         Ok(Arc::new(Self {
             path: None,
             root: Mutex::new(root),
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool::default()),
+            returned: Condvar::new(),
+            max_connections: options.pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1),
         }))
     }
 
@@ -81,7 +103,9 @@ impl Database {
         Ok(Arc::new(Self {
             path: Some(path.to_owned()),
             root: Mutex::new(root),
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool::default()),
+            returned: Condvar::new(),
+            max_connections: options.pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1),
         }))
     }
 
@@ -90,21 +114,63 @@ impl Database {
     }
 
     /// A connection to this database, returned to the pool when dropped.
+    /// Blocks (up to a minute) while all `max_connections` are in use.
     pub fn connect(self: &Arc<Self>) -> Result<PooledConnection> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => self
-                .root
-                .lock()
+        let deadline = Instant::now() + CONNECTION_WAIT;
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = loop {
+            if let Some(conn) = pool.idle.pop() {
+                break conn;
+            }
+            if pool.open < self.max_connections {
+                pool.open += 1;
+                drop(pool);
+                let cloned = self
+                    .root
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .try_clone();
+                match cloned {
+                    Ok(conn) => break conn,
+                    Err(e) => {
+                        self.pool.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+                        return Err(duck_error("opening a connection", e));
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(DataFusionError::Execution(format!(
+                    "duckdb: all {} connections of {} stayed busy for {:?}; raise \
+                     duckdb_connection_pool_size",
+                    self.max_connections,
+                    self.describe(),
+                    CONNECTION_WAIT
+                )));
+            }
+            pool = self
+                .returned
+                .wait_timeout(pool, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
-                .try_clone()
-                .map_err(|e| duck_error("opening a connection", e))?,
+                .0;
         };
         Ok(PooledConnection {
             conn: Some(conn),
             database: Arc::clone(self),
         })
+    }
+
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => "an in-memory database".to_owned(),
+        }
+    }
+
+    /// Connections open now (idle or in use).
+    #[cfg(test)]
+    fn open_connections(&self) -> usize {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).open
     }
 
     /// Writes everything to the file (no-op in memory).
@@ -136,11 +202,9 @@ impl std::ops::Deref for PooledConnection {
 impl Drop for PooledConnection {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.database
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
+            let mut pool = self.database.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.idle.push(conn);
+            self.database.returned.notify_one();
         }
     }
 }
@@ -185,5 +249,38 @@ fn canonical(path: &Path) -> PathBuf {
         _ => std::env::current_dir()
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_never_opens_more_than_its_size_and_reuses_connections() {
+        let options = OpenOptions {
+            pool_size: Some(2),
+            ..OpenOptions::default()
+        };
+        let db = Database::in_memory(&options).unwrap();
+        let a = db.connect().unwrap();
+        let b = db.connect().unwrap();
+        assert_eq!(db.open_connections(), 2);
+        let waiter = {
+            let db = Arc::clone(&db);
+            std::thread::spawn(move || {
+                let c = db.connect().unwrap();
+                c.execute_batch("SELECT 1").unwrap();
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !waiter.is_finished(),
+            "a third connection waits for a free one"
+        );
+        drop(a);
+        waiter.join().unwrap();
+        drop(b);
+        assert_eq!(db.open_connections(), 2);
     }
 }

@@ -38,7 +38,7 @@ pub const ENGINE_NAME: &str = "duckdb";
 
 const FILE_EXTENSIONS: [&str; 3] = ["db", "ddb", "duckdb"];
 
-static PARAMETERS: [ParameterSpec; 2] = [
+static PARAMETERS: [ParameterSpec; 3] = [
     ParameterSpec::new(
         "memory_limit",
         "DuckDB memory limit, e.g. '2GB' (DuckDB's max_memory)",
@@ -46,6 +46,11 @@ static PARAMETERS: [ParameterSpec; 2] = [
     ParameterSpec::new(
         "threads",
         "Number of DuckDB worker threads for this database",
+    ),
+    ParameterSpec::with_default(
+        "connection_pool_size",
+        "Most connections open at once on this table's database (queries beyond it wait)",
+        "32",
     ),
 ];
 
@@ -65,6 +70,13 @@ impl DuckDbAccelerator {
         };
         let params = source.params();
         options.memory_limit = params.get("duckdb_memory_limit").cloned();
+        if let Some(size) = params.get("duckdb_connection_pool_size") {
+            options.pool_size = Some(size.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "option duckdb_connection_pool_size must be a positive integer, found `{size}`"
+                ))
+            })?);
+        }
         if let Some(threads) = params.get("duckdb_threads") {
             options.threads = Some(threads.parse().map_err(|_| {
                 DataFusionError::Plan(format!(

@@ -12,12 +12,13 @@ use super::common::{host_with, plugin_dir_with_duckdb, rows};
 const ROWS: i64 = 50_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn overwrite_is_atomic_for_sixteen_concurrent_readers() {
+async fn overwrite_is_atomic_for_sixteen_concurrent_readers_sharing_four_connections() {
     let plugins = plugin_dir_with_duckdb();
     let data = tempfile::tempdir().unwrap();
     let host = Arc::new(host_with(plugins.path(), data.path()));
     host.sql(&format!(
-        "CREATE EXTERNAL TABLE t (i BIGINT) STORED AS duckdb LOCATION ':memory:';
+        "CREATE EXTERNAL TABLE t (i BIGINT) STORED AS duckdb LOCATION ':memory:'
+           OPTIONS ('duckdb_connection_pool_size' '4');
          INSERT INTO t SELECT value FROM generate_series(1, {ROWS})"
     ))
     .await

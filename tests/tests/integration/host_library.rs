@@ -224,6 +224,16 @@ async fn unknown_engine_and_option_errors_say_what_exists() {
     );
     assert!(option.contains("duckdb_memory_limit"), "{option}");
 
+    let pool = host
+        .sql("CREATE EXTERNAL TABLE t (a INT) STORED AS duckdb LOCATION ':memory:' OPTIONS ('duckdb_connection_pool_size' 'many')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        pool.contains("duckdb_connection_pool_size must be a positive integer, found `many`"),
+        "{pool}"
+    );
+
     let extension = host
         .sql("CREATE EXTERNAL TABLE t (a INT) STORED AS duckdb LOCATION 'data.csv'")
         .await
