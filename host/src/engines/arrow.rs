@@ -1,4 +1,5 @@
-//! The built-in `arrow` engine: tables held as Arrow record batches in memory.
+//! The built-in `arrow` engine: tables held as Arrow record batches in memory, optionally
+//! partitioned by one column (`PARTITIONED BY (col)`, see [`super::partitions`]).
 //!
 //! Inserts are all-or-nothing: the input is read completely before the table changes, and the
 //! swap (append or overwrite) happens under one write lock, so a reader sees the rows before
@@ -15,7 +16,7 @@ use accel_plugin_api::{
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Constraints, plan_err};
+use datafusion::common::{Constraints, ScalarValue, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
@@ -24,9 +25,11 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{CreateExternalTable, Expr};
+use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
+
+use super::partitions::{allowed_keys, may_match, split_by_key};
 
 /// Name of the engine, as written after `STORED AS`.
 pub const ENGINE_NAME: &str = "arrow";
@@ -58,7 +61,7 @@ impl DataAccelerator for ArrowAccelerator {
         &self,
         cmd: CreateExternalTable,
         source: Option<&dyn AccelerationSource>,
-        _partition_by: Vec<PartitionedBy>,
+        partition_by: Vec<PartitionedBy>,
         _runtime_env: Arc<RuntimeEnv>,
     ) -> Result<Arc<dyn TableProvider>> {
         if source.is_some_and(|s| s.mode() == Mode::File) {
@@ -70,15 +73,47 @@ impl DataAccelerator for ArrowAccelerator {
             );
         }
         let schema: SchemaRef = Arc::new(cmd.schema.as_arrow().clone());
-        Ok(Arc::new(ArrowTable::new(schema, cmd.constraints)))
+        let partition_column = match partition_by.as_slice() {
+            [] => None,
+            [one] => {
+                let Expr::Column(column) = &one.expression else {
+                    return plan_err!(
+                        "the arrow engine partitions by a column, not by `{}`",
+                        one.expression
+                    );
+                };
+                let index = schema.index_of(&column.name).map_err(|_| {
+                    DataFusionError::Plan(format!(
+                        "PARTITIONED BY ({}): table `{}` has no such column",
+                        column.name, cmd.name
+                    ))
+                })?;
+                Some((index, column.name.clone()))
+            }
+            _ => return plan_err!("the arrow engine partitions by one column"),
+        };
+        Ok(Arc::new(ArrowTable::new(
+            schema,
+            cmd.constraints,
+            partition_column,
+        )))
     }
 }
 
-/// A table of record batches.
+/// A table of record batches, in one partition or one per value of its partition column.
 pub struct ArrowTable {
     schema: SchemaRef,
     constraints: Constraints,
-    batches: Arc<RwLock<Arc<Vec<RecordBatch>>>>,
+    /// `(index, name)` of the `PARTITIONED BY` column.
+    partition_column: Option<(usize, String)>,
+    parts: Arc<RwLock<Arc<Vec<Part>>>>,
+}
+
+/// The rows of one partition key (`None` when the table is not partitioned).
+#[derive(Clone)]
+struct Part {
+    key: Option<ScalarValue>,
+    batches: Vec<RecordBatch>,
 }
 
 impl fmt::Debug for ArrowTable {
@@ -90,16 +125,21 @@ impl fmt::Debug for ArrowTable {
 }
 
 impl ArrowTable {
-    pub fn new(schema: SchemaRef, constraints: Constraints) -> Self {
+    pub fn new(
+        schema: SchemaRef,
+        constraints: Constraints,
+        partition_column: Option<(usize, String)>,
+    ) -> Self {
         Self {
             schema,
             constraints,
-            batches: Arc::new(RwLock::new(Arc::new(Vec::new()))),
+            partition_column,
+            parts: Arc::new(RwLock::new(Arc::new(Vec::new()))),
         }
     }
 
-    fn snapshot(&self) -> Arc<Vec<RecordBatch>> {
-        Arc::clone(&self.batches.read().unwrap_or_else(|e| e.into_inner()))
+    fn snapshot(&self) -> Arc<Vec<Part>> {
+        Arc::clone(&self.parts.read().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -117,20 +157,56 @@ impl TableProvider for ArrowTable {
         TableType::Base
     }
 
+    /// Equality filters on the partition column prune partitions; DataFusion still applies
+    /// them (Inexact), so any other rows are filtered as usual.
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| match &self.partition_column {
+                Some((_, column)) if allowed_keys(f, column).is_some() => {
+                    TableProviderFilterPushDown::Inexact
+                }
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batches = self.snapshot();
-        let target = state.config().target_partitions().max(1);
-        let per_partition = batches.len().div_ceil(target).max(1);
-        let partitions: Vec<Vec<RecordBatch>> = batches
-            .chunks(per_partition)
-            .map(<[RecordBatch]>::to_vec)
-            .collect();
+        let parts = self.snapshot();
+        let partitions: Vec<Vec<RecordBatch>> = match &self.partition_column {
+            Some((_, column)) => {
+                let allowed: Vec<Vec<ScalarValue>> = filters
+                    .iter()
+                    .filter_map(|f| allowed_keys(f, column))
+                    .collect();
+                parts
+                    .iter()
+                    .filter(|p| p.key.as_ref().is_none_or(|k| may_match(k, &allowed)))
+                    .map(|p| p.batches.clone())
+                    .collect()
+            }
+            None => {
+                let batches: Vec<RecordBatch> = parts
+                    .iter()
+                    .flat_map(|p| p.batches.iter().cloned())
+                    .collect();
+                let target = state.config().target_partitions().max(1);
+                let per_partition = batches.len().div_ceil(target).max(1);
+                batches
+                    .chunks(per_partition)
+                    .map(<[RecordBatch]>::to_vec)
+                    .collect()
+            }
+        };
         let partitions = if partitions.is_empty() {
             vec![vec![]]
         } else {
@@ -158,7 +234,8 @@ impl TableProvider for ArrowTable {
         };
         let sink = ArrowSink {
             schema: self.schema(),
-            batches: Arc::clone(&self.batches),
+            partition_key: self.partition_column.as_ref().map(|(index, _)| *index),
+            parts: Arc::clone(&self.parts),
             overwrite,
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
@@ -168,7 +245,8 @@ impl TableProvider for ArrowTable {
 /// Writes one insert into an [`ArrowTable`].
 struct ArrowSink {
     schema: SchemaRef,
-    batches: Arc<RwLock<Arc<Vec<RecordBatch>>>>,
+    partition_key: Option<usize>,
+    parts: Arc<RwLock<Arc<Vec<Part>>>>,
     overwrite: bool,
 }
 
@@ -217,15 +295,33 @@ impl DataSink for ArrowSink {
         let rows: usize = incoming.iter().map(RecordBatch::num_rows).sum();
         let incoming: Vec<RecordBatch> =
             incoming.into_iter().filter(|b| b.num_rows() > 0).collect();
-        let mut guard = self.batches.write().unwrap_or_else(|e| e.into_inner());
-        let next = if self.overwrite {
-            incoming
+        // Split before taking the lock: readers are blocked only for the swap.
+        let mut pieces: Vec<(Option<ScalarValue>, RecordBatch)> = Vec::new();
+        for batch in incoming {
+            match self.partition_key {
+                Some(index) => pieces.extend(
+                    split_by_key(&batch, index)?
+                        .into_iter()
+                        .map(|(key, part)| (Some(key), part)),
+                ),
+                None => pieces.push((None, batch)),
+            }
+        }
+        let mut guard = self.parts.write().unwrap_or_else(|e| e.into_inner());
+        let mut next: Vec<Part> = if self.overwrite {
+            Vec::new()
         } else {
-            let mut all = Vec::with_capacity(guard.len() + incoming.len());
-            all.extend(guard.iter().cloned());
-            all.extend(incoming);
-            all
+            guard.as_ref().clone()
         };
+        for (key, batch) in pieces {
+            match next.iter_mut().find(|p| p.key == key) {
+                Some(part) => part.batches.push(batch),
+                None => next.push(Part {
+                    key,
+                    batches: vec![batch],
+                }),
+            }
+        }
         *guard = Arc::new(next);
         Ok(rows as u64)
     }

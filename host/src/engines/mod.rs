@@ -2,3 +2,4 @@
 //! `accel_plugin_api::BUILTIN_ENGINES`; nothing else in the host names them.
 
 pub mod arrow;
+pub mod partitions;

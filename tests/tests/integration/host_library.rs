@@ -241,3 +241,53 @@ async fn unknown_engine_and_option_errors_say_what_exists() {
         .to_string();
     assert!(extension.contains("extension `csv`"), "{extension}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrow_partitions_by_key_and_equality_filters_prune_them() {
+    let data = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let host = host_with(empty.path(), data.path());
+    let rows_sql = "('a', 1), ('b', 2), ('c', 3), ('b', 4), (NULL, 5), ('a', 6)";
+    host.sql(&format!(
+        "CREATE EXTERNAL TABLE p (k VARCHAR, v INT) STORED AS arrow LOCATION ':memory:' PARTITIONED BY (k);
+         CREATE EXTERNAL TABLE flat (k VARCHAR, v INT) STORED AS arrow LOCATION ':memory:';
+         INSERT INTO p VALUES {rows_sql};
+         INSERT INTO flat VALUES {rows_sql}"
+    ))
+    .await
+    .unwrap();
+    let plan = |sql: String| {
+        let host = &host;
+        async move { rows(&host.sql(&format!("EXPLAIN {sql}")).await.unwrap()).join("\n") }
+    };
+    for (predicate, partitions) in [
+        ("k = 'b'", "partitions=1"),
+        ("k IN ('a', 'c')", "partitions=2"),
+        ("k = 'zzz'", "partitions=1, partition_sizes=[0]"),
+        ("v > 1", "partitions=4"),
+        ("k = 'b' OR v = 5", "partitions=4"),
+    ] {
+        let query = format!("SELECT k, v FROM p WHERE {predicate}");
+        let explained = plan(query.clone()).await;
+        assert!(explained.contains(partitions), "{predicate}: {explained}");
+        let expected = rows(&host.sql(&query.replace(" p ", " flat ")).await.unwrap());
+        assert_eq!(
+            rows(&host.sql(&query).await.unwrap()),
+            expected,
+            "{predicate}"
+        );
+    }
+    host.sql("INSERT OVERWRITE p VALUES ('z', 26)")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&host.sql("SELECT k, v FROM p").await.unwrap()),
+        vec!["| z | 26 |"]
+    );
+    let missing = host
+        .sql("CREATE EXTERNAL TABLE q (v INT) STORED AS arrow LOCATION ':memory:' PARTITIONED BY (nope)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope"), "{missing}");
+}
