@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -141,6 +141,26 @@ fn write(
     }
 }
 
+/// The duckdb crate's appender writes NULL intervals and durations as zero (it drops their
+/// null mask): refuse them rather than store wrong data.
+fn refuse_lossy_values(batch: &RecordBatch) -> Result<()> {
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let interval = matches!(
+            field.data_type(),
+            DataType::Interval(_) | DataType::Duration(_)
+        );
+        if interval && column.null_count() > 0 {
+            return Err(DataFusionError::NotImplemented(format!(
+                "column `{}`: NULL {} values cannot be written to DuckDB yet (the appender would \
+                 store them as zero); nothing was written",
+                field.name(),
+                field.data_type()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Appends every batch to `table`; `None` when the input ended without `Commit`.
 fn append(conn: &duckdb::Connection, table: &str, rx: Receiver<Write>) -> Result<Option<u64>> {
     let mut appender = conn
@@ -150,6 +170,7 @@ fn append(conn: &duckdb::Connection, table: &str, rx: Receiver<Write>) -> Result
     for message in rx {
         match message {
             Write::Batch(batch) => {
+                refuse_lossy_values(&batch)?;
                 rows += batch.num_rows() as u64;
                 appender
                     .append_record_batch(to_duckdb(batch)?)

@@ -115,3 +115,39 @@ async fn values_of_every_supported_type_round_trip() {
     assert_eq!(from_duckdb[0].schema(), reference[0].schema());
     assert_eq!(rows(&from_duckdb), rows(&reference));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intervals_round_trip_and_null_intervals_are_refused_not_zeroed() {
+    let plugins = plugin_dir_with_duckdb();
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+    host.sql(
+        "CREATE EXTERNAL TABLE iv (i INTERVAL) STORED AS duckdb LOCATION ':memory:';
+         INSERT INTO iv VALUES (INTERVAL '1 month 2 days 3 hours'), (INTERVAL '-5 minutes')",
+    )
+    .await
+    .unwrap();
+    let stored = host
+        .sql("SELECT CAST(i AS VARCHAR) AS i FROM iv")
+        .await
+        .unwrap();
+    let mut found = rows(&stored);
+    found.sort();
+    assert_eq!(
+        found,
+        vec!["| -5 mins               |", "| 1 mons 2 days 3 hours |"]
+    );
+    let refused = host
+        .sql("INSERT INTO iv VALUES (INTERVAL '1 day'), (NULL)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("NULL Interval(MonthDayNano) values cannot be written"),
+        "{refused}"
+    );
+    assert_eq!(
+        rows(&host.sql("SELECT count(*) FROM iv").await.unwrap()),
+        vec!["| 2        |"]
+    );
+}
