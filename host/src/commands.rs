@@ -219,3 +219,18 @@ pub fn new_engine(name: &str, dir: &Path, plugin_api: Option<&Path>) -> ExitCode
         }
     }
 }
+
+/// `accel snapshot CREATE DEST`: a consistent copy of a file-mode table.
+pub async fn snapshot(host: &Host, create: &str, dest: &Path) -> ExitCode {
+    match host.snapshot(create, dest).await {
+        Ok(file) => print_out(&format!(
+            "wrote {} (a snapshot of {})",
+            dest.display(),
+            file.display()
+        )),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

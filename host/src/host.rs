@@ -5,11 +5,13 @@
 //! metadata, failed load, duplicate engine) is recorded in the [`StartupReport`] with the file,
 //! the cause and the fix, the library is skipped, and every other engine is served.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use accel_plugin_api::AccelerationLayout;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::plan_err;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
@@ -20,7 +22,7 @@ use crate::discover::{PLUGIN_PATH_VAR, discover, plugin_dirs};
 use crate::load::load;
 use crate::plugin_accelerator::PluginAccelerator;
 use crate::registry::EngineRegistry;
-use crate::serve::session_context;
+use crate::serve::{acceleration_source, session_context, unprefixed_options};
 use crate::trust::{PermissionPolicy, check_trust};
 
 /// How to start a host.
@@ -66,6 +68,7 @@ pub struct Host {
     pub registry: EngineRegistry,
     pub report: StartupReport,
     context: SessionContext,
+    data_dir: PathBuf,
 }
 
 impl Host {
@@ -118,6 +121,7 @@ impl Host {
             registry,
             report,
             context,
+            data_dir: options.data_dir.clone(),
         }
     }
 
@@ -173,6 +177,60 @@ impl Host {
             cmd.file_type.to_lowercase(),
             self.registry.names().join(", "),
         )))
+    }
+
+    /// Writes a consistent copy of a file-mode table's storage to `dest`: opens the table with
+    /// `create` (its `CREATE EXTERNAL TABLE` statement), has the engine flush it (shutdown
+    /// checkpoints), and copies the file through a temporary name. Returns the file copied.
+    /// Restore it with `OPTIONS ('snapshot' 'DEST')` on a table whose file does not exist.
+    pub async fn snapshot(&self, create: &str, dest: &Path) -> Result<PathBuf> {
+        let mut statements = DFParser::parse_sql(create)?;
+        let (Some(statement), true) = (statements.pop_front(), statements.is_empty()) else {
+            return plan_err!("snapshot takes one CREATE EXTERNAL TABLE statement");
+        };
+        let plan = self.context.state().statement_to_plan(statement).await?;
+        let LogicalPlan::Ddl(DdlStatement::CreateExternalTable(cmd)) = &plan else {
+            return plan_err!(
+                "snapshot takes a CREATE EXTERNAL TABLE statement, found {}",
+                plan.display()
+            );
+        };
+        let mut cmd = cmd.as_ref().clone();
+        self.check_engine_exists(&plan)?;
+        self.context
+            .execute_logical_plan(plan.clone())
+            .await?
+            .collect()
+            .await?;
+        let name = cmd.file_type.to_lowercase();
+        let engine = match self.registry.get(&name) {
+            Some(engine) => Arc::clone(&engine.accelerator),
+            None => return plan_err!("no engine named `{name}`"),
+        };
+        cmd.options = unprefixed_options(&cmd.options);
+        let source = acceleration_source(&cmd, &name, &self.data_dir)?;
+        let file = match engine.acceleration_layout(&source) {
+            AccelerationLayout::File(file) => file,
+            other => {
+                return plan_err!(
+                    "table `{}` of engine `{name}` is not stored in one file ({other:?}); only \
+                     file-mode tables can be snapshotted",
+                    cmd.name
+                );
+            }
+        };
+        engine.shutdown().await?;
+        let temporary = dest.with_extension("snapshotting");
+        let copied =
+            std::fs::copy(&file, &temporary).and_then(|_| std::fs::rename(&temporary, dest));
+        copied.map_err(|e| {
+            DataFusionError::Execution(format!(
+                "copying {} to {}: {e}",
+                file.display(),
+                dest.display()
+            ))
+        })?;
+        Ok(file)
     }
 
     /// Shuts every engine down; returns the failures.

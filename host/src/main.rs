@@ -76,6 +76,14 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         plugin_api: Option<PathBuf>,
     },
+    /// Write a consistent copy of a file-mode table to DEST (restore it with
+    /// OPTIONS ('snapshot' 'DEST') on a table whose file does not exist yet).
+    Snapshot {
+        /// The table's CREATE EXTERNAL TABLE statement.
+        create: String,
+        /// The snapshot file to write.
+        dest: PathBuf,
+    },
     /// Manage plugin directories.
     Plugin {
         #[command(subcommand)]
@@ -156,6 +164,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Engines { verbose } => commands::engines(&host, verbose),
+            Command::Snapshot { create, dest } => commands::snapshot(&host, &create, &dest).await,
             Command::Shell { format } => commands::shell(&host, format).await,
             Command::CheckPlugin { .. } | Command::Plugin { .. } | Command::NewEngine { .. } => {
                 unreachable!("handled before start-up")

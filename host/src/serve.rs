@@ -3,7 +3,7 @@
 //! `create_external_table`, with the dataset described as an `AccelerationSource`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,33 +70,10 @@ impl TableProviderFactory for EngineTableFactory {
         let mut cmd = cmd.clone();
         cmd.options = unprefixed_options(&cmd.options);
         check_options(&self.engine, &cmd.options)?;
-        let location = match cmd.locations.as_slice() {
-            [one] => one.clone(),
-            other => {
-                return plan_err!(
-                    "table `{}`: engine `{}` takes exactly one LOCATION (a file, or ':memory:'), \
-                     found {}",
-                    cmd.name,
-                    engine.name(),
-                    other.len()
-                );
-            }
-        };
-        let (mode, location) = if location == MEMORY_LOCATION {
-            (Mode::Memory, None)
-        } else {
-            (Mode::File, Some(location))
-        };
-        let source = AccelerationSourceSpec {
-            dataset_name: cmd.name.table().to_owned(),
-            mode,
-            params: cmd.options.clone(),
-            location,
-            data_directory: self.data_dir.clone(),
-        };
+        let source = acceleration_source(&cmd, engine.name(), &self.data_dir)?;
         if !engine.is_initialized(&source) {
             let init = tokio::time::timeout(self.init_timeout, engine.init(&source));
-            if init.await.is_err() {
+            let Ok(status) = init.await else {
                 return plan_err!(
                     "engine `{}`: init of table `{}` did not finish within {:?}; the table was \
                      not created (the engine may be stuck restoring its data)",
@@ -104,7 +81,8 @@ impl TableProviderFactory for EngineTableFactory {
                     cmd.name,
                     self.init_timeout
                 );
-            }
+            };
+            status?;
         }
         let partition_by = cmd
             .table_partition_cols
@@ -152,9 +130,41 @@ fn check_schema(engine: &str, table: &str, declared: &SchemaRef, actual: &Schema
     )
 }
 
+/// The dataset a `CREATE EXTERNAL TABLE` describes, as engines see it (options already
+/// unprefixed): memory mode for `LOCATION ':memory:'`, file mode otherwise.
+pub fn acceleration_source(
+    cmd: &CreateExternalTable,
+    engine: &str,
+    data_dir: &Path,
+) -> Result<AccelerationSourceSpec> {
+    let location = match cmd.locations.as_slice() {
+        [one] => one.clone(),
+        other => {
+            return plan_err!(
+                "table `{}`: engine `{engine}` takes exactly one LOCATION (a file, or ':memory:'), \
+                 found {}",
+                cmd.name,
+                other.len()
+            );
+        }
+    };
+    let (mode, location) = if location == MEMORY_LOCATION {
+        (Mode::Memory, None)
+    } else {
+        (Mode::File, Some(location))
+    };
+    Ok(AccelerationSourceSpec {
+        dataset_name: cmd.name.table().to_owned(),
+        mode,
+        params: cmd.options.clone(),
+        location,
+        data_directory: data_dir.to_owned(),
+    })
+}
+
 /// DataFusion files `OPTIONS` keys without a namespace under `format.`; engines see them as
 /// written.
-fn unprefixed_options(options: &HashMap<String, String>) -> HashMap<String, String> {
+pub fn unprefixed_options(options: &HashMap<String, String>) -> HashMap<String, String> {
     options
         .iter()
         .map(|(k, v)| (k.strip_prefix("format.").unwrap_or(k).to_owned(), v.clone()))

@@ -145,3 +145,97 @@ fn ctrl_c_stops_the_statement_and_still_shuts_engines_down() {
     ]);
     assert_eq!(stdout(&after), "s\n3\n", "{}", stderr(&after));
 }
+
+#[test]
+fn snapshot_writes_a_consistent_copy_that_init_restores() {
+    let plugins = plugin_dir_with_duckdb();
+    let dir = plugins.path().to_str().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let table = |file: &std::path::Path, options: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE t (a BIGINT, b VARCHAR) STORED AS duckdb LOCATION '{}'{options}",
+            file.display()
+        )
+    };
+    let original = data.path().join("orig.duckdb");
+    let filled = accel(&[
+        "--plugin-dir",
+        dir,
+        "sql",
+        &format!(
+            "{}; INSERT INTO t SELECT value, concat('v', value) FROM generate_series(1, 5000)",
+            table(&original, "")
+        ),
+    ]);
+    assert!(filled.status.success(), "{}", stderr(&filled));
+
+    let snap = data.path().join("snaps").join("t-1.duckdb");
+    std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
+    let taken = accel(&[
+        "--plugin-dir",
+        dir,
+        "snapshot",
+        &table(&original, ""),
+        snap.to_str().unwrap(),
+    ]);
+    assert!(taken.status.success(), "{}", stderr(&taken));
+    assert!(
+        stdout(&taken).contains("a snapshot of"),
+        "{}",
+        stdout(&taken)
+    );
+
+    for (name, spec) in [
+        ("from-path.duckdb", snap.display().to_string()),
+        ("from-url.duckdb", format!("file://{}", snap.display())),
+    ] {
+        let restored = data.path().join("restored").join(name);
+        let options = format!(" OPTIONS ('snapshot' '{spec}')");
+        let out = accel(&[
+            "--plugin-dir",
+            dir,
+            "sql",
+            &format!(
+                "{}; SELECT count(*) AS n, sum(a) AS s, max(b) AS m FROM t",
+                table(&restored, &options)
+            ),
+            "--format",
+            "csv",
+        ]);
+        assert_eq!(
+            stdout(&out),
+            "n,s,m\n5000,12502500,v999\n",
+            "{spec}: {}",
+            stderr(&out)
+        );
+    }
+
+    let missing = accel(&[
+        "--plugin-dir",
+        dir,
+        "sql",
+        &table(
+            &data.path().join("never.duckdb"),
+            " OPTIONS ('snapshot' '/nonexistent/snap.duckdb')",
+        ),
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("/nonexistent/snap.duckdb does not exist"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let memory = accel(&[
+        "--plugin-dir",
+        dir,
+        "snapshot",
+        "CREATE EXTERNAL TABLE m (a INT) STORED AS duckdb LOCATION ':memory:'",
+        data.path().join("m.duckdb").to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&memory).contains("only file-mode tables can be snapshotted"),
+        "{}",
+        stderr(&memory)
+    );
+}
