@@ -38,7 +38,11 @@ pub const ENGINE_NAME: &str = "duckdb";
 
 const FILE_EXTENSIONS: [&str; 3] = ["db", "ddb", "duckdb"];
 
-static PARAMETERS: [ParameterSpec; 3] = [
+static PARAMETERS: [ParameterSpec; 4] = [
+    ParameterSpec::new(
+        "file",
+        "Database file of a file-mode table; takes precedence over LOCATION",
+    ),
     ParameterSpec::new(
         "memory_limit",
         "DuckDB memory limit, e.g. '2GB' (DuckDB's max_memory)",
@@ -141,6 +145,16 @@ impl DataAccelerator for DuckDbAccelerator {
             return plan_err!("the duckdb engine does not partition tables; remove PARTITIONED BY");
         }
         let options = self.open_options(source)?;
+        if let Some(source) = source
+            && source.mode() == Mode::Memory
+            && source.params().contains_key("duckdb_file")
+        {
+            return plan_err!(
+                "option duckdb_file needs a file-mode table: LOCATION ':memory:' keeps table `{}` \
+                 in memory; drop one of the two",
+                cmd.name
+            );
+        }
         let database = match source.filter(|s| s.mode() == Mode::File) {
             Some(source) => {
                 let path = self
@@ -212,9 +226,10 @@ impl DataAccelerator for DuckDbAccelerator {
         if source.mode() != Mode::File {
             return Err(FilePathError::NotFileMode);
         }
-        let path = match source.location() {
-            Some(location) => PathBuf::from(location),
-            None => source
+        let path = match (source.params().get("duckdb_file"), source.location()) {
+            (Some(file), _) => PathBuf::from(file),
+            (None, Some(location)) => PathBuf::from(location),
+            (None, None) => source
                 .data_directory()
                 .join(format!("{}.duckdb", source.dataset_name())),
         };

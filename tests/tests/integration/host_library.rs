@@ -132,6 +132,21 @@ async fn duckdb_file_table_keeps_rows_across_hosts() {
         assert!(host.shutdown().await.is_empty());
     }
     assert!(file.exists(), "file mode writes {}", file.display());
+
+    // duckdb_file takes precedence over LOCATION
+    let chosen = data.path().join("chosen.ddb");
+    let host = host_with(plugins.path(), data.path());
+    host.sql(&format!(
+        "CREATE EXTERNAL TABLE f (a INT) STORED AS duckdb LOCATION '{}' OPTIONS ('duckdb_file' '{}');
+         INSERT INTO f VALUES (1)",
+        data.path().join("unused.duckdb").display(),
+        chosen.display()
+    ))
+    .await
+    .unwrap();
+    assert!(host.shutdown().await.is_empty());
+    drop(host);
+    assert!(chosen.exists() && !data.path().join("unused.duckdb").exists());
     let host = host_with(plugins.path(), data.path());
     host.sql(&create).await.unwrap();
     let total = host.sql("SELECT sum(a) FROM t").await.unwrap();
@@ -223,6 +238,16 @@ async fn unknown_engine_and_option_errors_say_what_exists() {
         "{option}"
     );
     assert!(option.contains("duckdb_memory_limit"), "{option}");
+
+    let memory_file = host
+        .sql("CREATE EXTERNAL TABLE t (a INT) STORED AS duckdb LOCATION ':memory:' OPTIONS ('duckdb_file' 'x.duckdb')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        memory_file.contains("duckdb_file needs a file-mode table"),
+        "{memory_file}"
+    );
 
     let pool = host
         .sql("CREATE EXTERNAL TABLE t (a INT) STORED AS duckdb LOCATION ':memory:' OPTIONS ('duckdb_connection_pool_size' 'many')")
