@@ -11,7 +11,7 @@ use accel_plugin_api::{AccelerationSourceSpec, Mode, PartitionedBy, async_trait}
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
 use datafusion::common::plan_err;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{CreateExternalTable, col};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -70,6 +70,9 @@ impl TableProviderFactory for EngineTableFactory {
         let mut cmd = cmd.clone();
         cmd.options = unprefixed_options(&cmd.options);
         check_options(&self.engine, &cmd.options)?;
+        if let Some(requirement) = cmd.options.get("engine_version") {
+            check_engine_version(&self.engine, requirement)?;
+        }
         let source = acceleration_source(&cmd, engine.name(), &self.data_dir)?;
         if !engine.is_initialized(&source) {
             let init = tokio::time::timeout(self.init_timeout, engine.init(&source));
@@ -127,6 +130,25 @@ fn check_schema(engine: &str, table: &str, declared: &SchemaRef, actual: &Schema
          {}; this is a bug in the engine",
         describe(actual),
         describe(declared)
+    )
+}
+
+/// `OPTIONS ('engine_version' '^1.2')`: the table needs an engine version in that range.
+fn check_engine_version(engine: &RegisteredEngine, requirement: &str) -> Result<()> {
+    let name = engine.accelerator.name();
+    let range = semver::VersionReq::parse(requirement).map_err(|e| {
+        DataFusionError::Plan(format!(
+            "option engine_version '{requirement}' is not a semver requirement ({e}); e.g. '^1.2'"
+        ))
+    })?;
+    if range.matches(&engine.version) {
+        return Ok(());
+    }
+    plan_err!(
+        "the table needs engine `{name}` {requirement}, but the loaded `{name}` is {} ({}); \
+         install a matching engine library or change engine_version",
+        engine.version,
+        engine.origin
     )
 }
 

@@ -72,6 +72,17 @@ impl DataAccelerator for ArrowAccelerator {
                 cmd.locations
             );
         }
+        if let Some(option) = source.and_then(|s| {
+            ["primary_key", "on_conflict", "indexes", "snapshot"]
+                .into_iter()
+                .find(|o| s.params().contains_key(*o))
+        }) {
+            return plan_err!(
+                "the arrow engine has no keys, indexes or snapshots: remove option `{option}` \
+                 from table `{}`, or store it with an engine that has them (duckdb)",
+                cmd.name
+            );
+        }
         let schema: SchemaRef = Arc::new(cmd.schema.as_arrow().clone());
         let partition_column = match partition_by.as_slice() {
             [] => None,

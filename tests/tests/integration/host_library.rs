@@ -316,3 +316,39 @@ async fn arrow_partitions_by_key_and_equality_filters_prune_them() {
         .to_string();
     assert!(missing.contains("nope"), "{missing}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_version_pins_and_unsupported_options_are_refused() {
+    let plugins = plugin_dir_with_duckdb();
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+    host.sql("CREATE EXTERNAL TABLE ok (a INT) STORED AS duckdb LOCATION ':memory:' OPTIONS ('engine_version' '^0.1')")
+        .await
+        .unwrap();
+    let pinned = host
+        .sql("CREATE EXTERNAL TABLE future (a INT) STORED AS duckdb LOCATION ':memory:' OPTIONS ('engine_version' '>=2')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        pinned.contains("needs engine `duckdb` >=2, but the loaded `duckdb` is 0.1.0"),
+        "{pinned}"
+    );
+    let bad = host
+        .sql("CREATE EXTERNAL TABLE b (a INT) STORED AS duckdb LOCATION ':memory:' OPTIONS ('engine_version' 'latest')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("is not a semver requirement"), "{bad}");
+    let keys = host
+        .sql("CREATE EXTERNAL TABLE k (a INT) STORED AS arrow LOCATION ':memory:' OPTIONS ('on_conflict' 'a:upsert')")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        keys.contains(
+            "arrow engine has no keys, indexes or snapshots: remove option `on_conflict`"
+        ),
+        "{keys}"
+    );
+}
