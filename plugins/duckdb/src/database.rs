@@ -33,6 +33,8 @@ pub struct Database {
     returned: Condvar,
     /// Most connections open at once (`duckdb_connection_pool_size`).
     max_connections: usize,
+    /// Settings the database was opened with.
+    options: OpenOptions,
 }
 
 /// Connections not in use, and how many exist.
@@ -87,6 +89,7 @@ impl Database {
             pool: Mutex::new(Pool::default()),
             returned: Condvar::new(),
             max_connections: options.pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1),
+            options: options.clone(),
         }))
     }
 
@@ -106,6 +109,7 @@ impl Database {
             pool: Mutex::new(Pool::default()),
             returned: Condvar::new(),
             max_connections: options.pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1),
+            options: options.clone(),
         }))
     }
 
@@ -134,6 +138,7 @@ impl Database {
                     Ok(conn) => break conn,
                     Err(e) => {
                         self.pool.lock().unwrap_or_else(|e| e.into_inner()).open -= 1;
+                        self.returned.notify_one();
                         return Err(duck_error("opening a connection", e));
                     }
                 }
@@ -202,8 +207,18 @@ impl std::ops::Deref for PooledConnection {
 impl Drop for PooledConnection {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
+            // Never hand out a connection with a transaction still open (a panic or a failed
+            // ROLLBACK between BEGIN and COMMIT): later users would fail or read old data.
+            let clean = !std::thread::panicking()
+                && (conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok())
+                && conn.is_autocommit();
             let mut pool = self.database.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.idle.push(conn);
+            if clean {
+                pool.idle.push(conn);
+            } else {
+                pool.open -= 1;
+                drop(conn);
+            }
             self.database.returned.notify_one();
         }
     }
@@ -221,6 +236,15 @@ impl Databases {
         let key = canonical(path);
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(db) = files.get(&key).and_then(Weak::upgrade) {
+            if &db.options != options {
+                return Err(DataFusionError::Plan(format!(
+                    "{} is already open with other settings ({:?}); tables in one DuckDB file \
+                     share its database: give them the same duckdb_* options ({:?} here)",
+                    path.display(),
+                    db.options,
+                    options
+                )));
+            }
             return Ok(db);
         }
         let db = Database::open_file(path, options)?;

@@ -4,8 +4,9 @@
 //! `Unsupported`).
 //!
 //! Translated: `AND`, `OR`, `NOT`; `=`, `<>`, `<`, `<=`, `>`, `>=`, `BETWEEN`, `IN (…)` between a
-//! column and literals of the same type; `IS [NOT] NULL`; `[NOT] LIKE` / `ILIKE` with a pattern
-//! free of backslashes (the two engines' default escape characters differ). Types: integers of
+//! column and literals of the same type; `IS [NOT] NULL`; `[NOT] LIKE` with a pattern free of
+//! backslashes (the two engines' default escape characters differ); not `ILIKE` (case folding
+//! differs outside ASCII). Types: integers of
 //! every width, booleans, strings (both compare UTF-8 bytes), dates. Floating point is left out
 //! (NaN and -0.0 ordering), as are casts (`CAST(2.7 AS INT)` is 2 in DataFusion, 3 in DuckDB)
 //! and functions.
@@ -65,12 +66,14 @@ pub fn to_duckdb_sql(expr: &Expr, schema: &Schema) -> Option<String> {
             let not = if *negated { "NOT " } else { "" };
             Some(format!("({col} {not}IN ({}))", items?.join(", ")))
         }
+        // ILIKE is not pushed: DataFusion folds case by Unicode rules ('ſ' ILIKE 's' is true),
+        // DuckDB compares lower() of both sides.
         Expr::Like(Like {
             negated,
             expr,
             pattern,
             escape_char: None,
-            case_insensitive,
+            case_insensitive: false,
         }) => {
             let (col, ty) = column(expr, schema)?;
             if !is_string(&ty) {
@@ -84,8 +87,7 @@ pub fn to_duckdb_sql(expr: &Expr, schema: &Schema) -> Option<String> {
                 return None;
             }
             let not = if *negated { "NOT " } else { "" };
-            let like = if *case_insensitive { "ILIKE" } else { "LIKE" };
-            Some(format!("({col} {not}{like} {})", quote_string(&pattern)))
+            Some(format!("({col} {not}LIKE {})", quote_string(&pattern)))
         }
         _ => None,
     }
@@ -233,6 +235,7 @@ mod tests {
             "type mismatch"
         );
         assert!(to_duckdb_sql(&col("s").like(lit("a\\%")), &s).is_none());
+        assert!(to_duckdb_sql(&col("s").ilike(lit("a%")), &s).is_none());
         assert!(to_duckdb_sql(&col("s").eq(lit("nul\0byte")), &s).is_none());
         assert!(to_duckdb_sql(&col("missing").eq(lit(1i32)), &s).is_none());
     }

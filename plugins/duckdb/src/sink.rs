@@ -6,7 +6,6 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -15,6 +14,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
+use tokio::sync::mpsc::{Receiver, channel};
 
 use crate::arrow_bridge::to_duckdb;
 use crate::database::{Database, duck_error};
@@ -66,7 +66,7 @@ impl DataSink for DuckDbSink {
         mut data: SendableRecordBatchStream,
         _context: &Arc<TaskContext>,
     ) -> Result<u64> {
-        let (tx, rx) = sync_channel::<Write>(2);
+        let (tx, rx) = channel::<Write>(2);
         let database = Arc::clone(&self.database);
         let table = self.table.clone();
         let overwrite = self.overwrite;
@@ -77,7 +77,7 @@ impl DataSink for DuckDbSink {
         while let Some(batch) = data.next().await {
             match batch {
                 Ok(batch) => {
-                    if tx.send(Write::Batch(batch)).is_err() {
+                    if tx.send(Write::Batch(batch)).await.is_err() {
                         break; // the writer failed; its error is reported below
                     }
                 }
@@ -88,7 +88,7 @@ impl DataSink for DuckDbSink {
             }
         }
         if input_error.is_none() {
-            let _ = tx.send(Write::Commit);
+            let _ = tx.send(Write::Commit).await;
         }
         drop(tx);
         let written = writer
@@ -106,7 +106,7 @@ fn write(
     table: &str,
     keys: &TableKeys,
     overwrite: bool,
-    rx: Receiver<Write>,
+    mut rx: Receiver<Write>,
 ) -> Result<u64> {
     let conn = database.connect()?;
     conn.execute_batch("BEGIN TRANSACTION")
@@ -117,8 +117,8 @@ fn write(
                 .map_err(|e| duck_error("overwriting", e))?;
         }
         match &keys.on_conflict {
-            None => append(&conn, table, rx).map_err(|e| explain_duplicate(e, table, keys)),
-            Some(action) => merge(&conn, table, keys, action, rx),
+            None => append(&conn, table, &mut rx).map_err(|e| explain_duplicate(e, table, keys)),
+            Some(action) => merge(&conn, table, keys, action, &mut rx),
         }
     })();
     match written {
@@ -162,12 +162,12 @@ fn refuse_lossy_values(batch: &RecordBatch) -> Result<()> {
 }
 
 /// Appends every batch to `table`; `None` when the input ended without `Commit`.
-fn append(conn: &duckdb::Connection, table: &str, rx: Receiver<Write>) -> Result<Option<u64>> {
+fn append(conn: &duckdb::Connection, table: &str, rx: &mut Receiver<Write>) -> Result<Option<u64>> {
     let mut appender = conn
         .appender(table)
         .map_err(|e| duck_error("opening the appender", e))?;
     let mut rows = 0u64;
-    for message in rx {
+    while let Some(message) = rx.blocking_recv() {
         match message {
             Write::Batch(batch) => {
                 refuse_lossy_values(&batch)?;
@@ -193,7 +193,7 @@ fn merge(
     table: &str,
     keys: &TableKeys,
     action: &ConflictAction,
-    rx: Receiver<Write>,
+    rx: &mut Receiver<Write>,
 ) -> Result<Option<u64>> {
     static STAGES: AtomicU64 = AtomicU64::new(0);
     let stage = format!("__accel_stage_{}", STAGES.fetch_add(1, Ordering::Relaxed));
