@@ -91,7 +91,14 @@ fn list(mismatches: &[Mismatch]) -> String {
 /// Reads the metadata record of a library file, checking only that the file is a shared
 /// library carrying a well-formed record.
 pub fn read_metadata(path: &Path) -> Result<PluginMetadata, CheckError> {
-    let file = File::open(path).map_err(|error| CheckError::Unreadable {
+    read_metadata_as(path, path)
+}
+
+/// [`read_metadata`] of `file`, with errors naming `shown` (the file in the plugin directory
+/// when `file` is the host's private copy of it).
+pub fn read_metadata_as(file: &Path, shown: &Path) -> Result<PluginMetadata, CheckError> {
+    let path = shown;
+    let file = File::open(file).map_err(|error| CheckError::Unreadable {
         path: path.to_owned(),
         error,
     })?;
@@ -211,7 +218,13 @@ pub fn valid_engine_name(name: &str) -> bool {
 
 /// Reads and checks a library.
 pub fn check(path: &Path) -> Result<CheckedLibrary, CheckError> {
-    let metadata = read_metadata(path)?;
+    check_as(path, path)
+}
+
+/// [`check`] of `file`, reported as `shown` (see [`read_metadata_as`]).
+pub fn check_as(file: &Path, shown: &Path) -> Result<CheckedLibrary, CheckError> {
+    let path = shown;
+    let metadata = read_metadata_as(file, shown)?;
     let mismatches = mismatches(&metadata);
     if !mismatches.is_empty() {
         return Err(CheckError::Incompatible {

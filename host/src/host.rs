@@ -17,9 +17,9 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::DFParser;
 
-use crate::check::check;
+use crate::check::{CheckedLibrary, check_as};
 use crate::discover::{PLUGIN_PATH_VAR, discover, plugin_dirs};
-use crate::load::load;
+use crate::load::{load, private_copy};
 use crate::plugin_accelerator::PluginAccelerator;
 use crate::registry::EngineRegistry;
 use crate::serve::{acceleration_source, session_context, unprefixed_options};
@@ -87,23 +87,25 @@ impl Host {
         };
         let mut registry = EngineRegistry::with_builtins();
         for path in found.candidates {
-            if let Err(e) = check_trust(&path, options.permission_policy) {
-                report.problems.push(e.to_string());
-                continue;
-            }
-            let checked = match check(&path) {
-                Ok(checked) => checked,
+            let (copy, generation) = match private_copy(&path) {
+                Ok(copy) => copy,
                 Err(e) => {
-                    report.problems.push(e.to_string());
+                    report
+                        .problems
+                        .push(format!("{}: cannot read: {e}", path.display()));
                     continue;
                 }
             };
-            let name = &checked.metadata.engine_name;
-            if let Err(e) = registry.check_name_free(name, &checked.version, &path) {
-                report.problems.push(e);
-                continue;
-            }
-            let (library, engine) = match load(&checked) {
+            let outcome = Self::admit(&registry, &path, &copy, options.permission_policy);
+            let checked = match outcome {
+                Ok(checked) => checked,
+                Err(problem) => {
+                    let _ = std::fs::remove_file(&copy);
+                    report.problems.push(problem);
+                    continue;
+                }
+            };
+            let (library, engine) = match load(&checked, &copy, generation) {
                 Ok(loaded) => loaded,
                 Err(e) => {
                     report.problems.push(e.to_string());
@@ -123,6 +125,19 @@ impl Host {
             context,
             data_dir: options.data_dir.clone(),
         }
+    }
+
+    /// Trust, check and name checks of one library, reading its private copy.
+    fn admit(
+        registry: &EngineRegistry,
+        path: &Path,
+        copy: &Path,
+        policy: PermissionPolicy,
+    ) -> std::result::Result<CheckedLibrary, String> {
+        check_trust(path, copy, policy).map_err(|e| e.to_string())?;
+        let checked = check_as(copy, path).map_err(|e| e.to_string())?;
+        registry.check_name_free(&checked.metadata.engine_name, &checked.version, path)?;
+        Ok(checked)
     }
 
     pub fn context(&self) -> &SessionContext {

@@ -12,8 +12,10 @@
 //!   that came from a library keeps an `Arc<LoadedLibrary>`, so the host always knows what a
 //!   generation still serves, and retiring one is a matter of dropping those.
 
+use std::fs::{File, OpenOptions};
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use accel_plugin_api::abi_stable::library::lib_header_from_path;
@@ -45,21 +47,54 @@ pub struct LoadError {
 
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
-/// Directory holding this process's per-generation copies.
-fn copies_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("accel-{}", std::process::id()))
+/// This process's directory for per-generation copies: created once, with a random name and
+/// mode 0700, so no other user can place or swap files in it.
+fn copies_dir() -> std::io::Result<&'static Path> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("accel-plugins-")
+            .tempdir()
+            .map(tempfile::TempDir::keep)
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map(PathBuf::as_path)
+    .map_err(|e| std::io::Error::other(e.clone()))
 }
 
-/// Loads a checked library: copies it, opens the copy and builds its engine.
-pub fn load(checked: &CheckedLibrary) -> Result<(LoadedLibrary, ForeignAccelerator), LoadError> {
+/// Copies a library into the private directory under a new generation's name. Everything
+/// after this — the allow-list hash, the metadata check, `dlopen` — reads the copy, so the
+/// file in the plugin directory can change at any time without affecting what was checked.
+pub fn private_copy(path: &Path) -> std::io::Result<(PathBuf, u64)> {
+    let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let copy = copies_dir()?.join(format!("g{generation}-{name}"));
+    let mut source = File::open(path)?;
+    let mut target = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&copy)?;
+    std::io::copy(&mut source, &mut target)?;
+    Ok((copy, generation))
+}
+
+/// Loads a checked library from its private copy (see [`private_copy`]) and builds its engine.
+/// The copy is removed once opened (the mapping stays valid).
+pub fn load(
+    checked: &CheckedLibrary,
+    copy: &Path,
+    generation: u64,
+) -> Result<(LoadedLibrary, ForeignAccelerator), LoadError> {
     let fail = |stage: &'static str, detail: String| LoadError {
         path: checked.path.clone(),
         stage,
         detail,
     };
-    let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
-    let copy = unique_copy(&checked.path, generation)
-        .map_err(|e| fail("copying to a private file", e.to_string()))?;
+    let copy = copy.to_owned();
     let opened = open_now_local(&copy);
     let result = opened
         .map_err(|e| fail("dlopen", e.to_string()))
@@ -94,18 +129,6 @@ pub fn load(checked: &CheckedLibrary) -> Result<(LoadedLibrary, ForeignAccelerat
         _handle: ManuallyDrop::new(handle),
     };
     Ok((library, engine))
-}
-
-fn unique_copy(path: &Path, generation: u64) -> std::io::Result<PathBuf> {
-    let dir = copies_dir();
-    std::fs::create_dir_all(&dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let copy = dir.join(format!("g{generation}-{name}"));
-    std::fs::copy(path, &copy)?;
-    Ok(copy)
 }
 
 #[cfg(unix)]

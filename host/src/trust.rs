@@ -82,7 +82,13 @@ pub enum PermissionPolicy {
 }
 
 /// Checks one library (and its directory) against the policy and the directory's lock file.
-pub fn check_trust(library: &Path, policy: PermissionPolicy) -> Result<(), TrustError> {
+/// `contents` is the file whose bytes will be loaded (the host's private copy of `library`):
+/// the allow-list hash is taken from it, so what was checked is what runs.
+pub fn check_trust(
+    library: &Path,
+    contents: &Path,
+    policy: PermissionPolicy,
+) -> Result<(), TrustError> {
     let dir = library
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -90,6 +96,17 @@ pub fn check_trust(library: &Path, policy: PermissionPolicy) -> Result<(), Trust
     if policy == PermissionPolicy::Strict {
         check_permissions(dir, "its directory")?;
         check_permissions(library, "the library")?;
+        // A symlink is only as trustworthy as what it points to, and where that lives.
+        let target = std::fs::canonicalize(library).map_err(|error| TrustError::Io {
+            path: library.to_owned(),
+            error,
+        })?;
+        if target != library {
+            check_permissions(&target, "the library's symlink target")?;
+            if let Some(target_dir) = target.parent() {
+                check_permissions(target_dir, "the directory of the library's symlink target")?;
+            }
+        }
     }
     let lock = dir.join(LOCK_FILE);
     if !lock.exists() {
@@ -110,7 +127,7 @@ pub fn check_trust(library: &Path, policy: PermissionPolicy) -> Result<(), Trust
             dir: dir.to_owned(),
         });
     };
-    let found = sha256_file(library)?;
+    let found = sha256_file(contents)?;
     if &found != expected {
         return Err(TrustError::Modified {
             path: library.to_owned(),
@@ -289,19 +306,39 @@ mod tests {
         let library = dir.path().join("libx.so");
         std::fs::write(&library, b"x").unwrap();
         std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let error = check_trust(&library, PermissionPolicy::Strict)
+        let error = check_trust(&library, &library, PermissionPolicy::Strict)
             .unwrap_err()
             .to_string();
         assert!(error.contains("writable by others (mode 666)"), "{error}");
         assert!(error.contains("chmod go-w"), "{error}");
-        assert!(check_trust(&library, PermissionPolicy::AllowUntrusted).is_ok());
+        assert!(check_trust(&library, &library, PermissionPolicy::AllowUntrusted).is_ok());
         std::fs::set_permissions(&library, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
-        let error = check_trust(&library, PermissionPolicy::Strict)
+        let error = check_trust(&library, &library, PermissionPolicy::Strict)
             .unwrap_err()
             .to_string();
         assert!(
             error.contains("its directory is writable by its group"),
+            "{error}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_into_a_writable_directory_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let plugins = tempfile::tempdir().unwrap();
+        let open = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let real = open.path().join("libx.so");
+        std::fs::write(&real, b"x").unwrap();
+        let link = plugins.path().join("libx.so");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let error = check_trust(&link, &link, PermissionPolicy::Strict)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("the directory of the library's symlink target is writable by others"),
             "{error}"
         );
     }
@@ -313,14 +350,14 @@ mod tests {
         let b = dir.path().join("libb.so");
         std::fs::write(&a, b"version 1").unwrap();
         write_lock(dir.path(), std::slice::from_ref(&a)).unwrap();
-        assert!(check_trust(&a, PermissionPolicy::Strict).is_ok());
+        assert!(check_trust(&a, &a, PermissionPolicy::Strict).is_ok());
         std::fs::write(&b, b"new").unwrap();
-        let unlisted = check_trust(&b, PermissionPolicy::Strict)
+        let unlisted = check_trust(&b, &b, PermissionPolicy::Strict)
             .unwrap_err()
             .to_string();
         assert!(unlisted.contains("not listed in"), "{unlisted}");
         std::fs::write(&a, b"version 2").unwrap();
-        let modified = check_trust(&a, PermissionPolicy::AllowUntrusted)
+        let modified = check_trust(&a, &a, PermissionPolicy::AllowUntrusted)
             .unwrap_err()
             .to_string();
         assert!(
