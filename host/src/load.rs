@@ -63,6 +63,14 @@ fn copies_dir() -> std::io::Result<&'static Path> {
     .map_err(|e| std::io::Error::other(e.clone()))
 }
 
+/// Removes the private copies directory if it is empty (every copy is deleted once mapped).
+/// For the end of a process: later loads in this process would fail.
+pub fn remove_copies_dir() {
+    if let Ok(dir) = copies_dir() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
 /// Copies a library into the private directory under a new generation's name. Everything
 /// after this — the allow-list hash, the metadata check, `dlopen` — reads the copy, so the
 /// file in the plugin directory can change at any time without affecting what was checked.

@@ -173,6 +173,7 @@ fn main() -> ExitCode {
         for failure in host.shutdown().await {
             eprintln!("warning: {failure}");
         }
+        accel_host::load::remove_copies_dir();
         code
     })
 }
