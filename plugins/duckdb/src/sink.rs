@@ -71,8 +71,16 @@ impl DataSink for DuckDbSink {
         let table = self.table.clone();
         let overwrite = self.overwrite;
         let keys = self.keys.clone();
-        let writer =
-            tokio::task::spawn_blocking(move || write(&database, &table, &keys, overwrite, rx));
+        // The table's columns, as declared and checked against DuckDB's catalog on open.
+        let columns: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let writer = tokio::task::spawn_blocking(move || {
+            write(&database, &table, &columns, &keys, overwrite, rx)
+        });
         let mut input_error = None;
         while let Some(batch) = data.next().await {
             match batch {
@@ -104,6 +112,7 @@ impl DataSink for DuckDbSink {
 fn write(
     database: &Arc<Database>,
     table: &str,
+    columns: &[String],
     keys: &TableKeys,
     overwrite: bool,
     mut rx: Receiver<Write>,
@@ -118,7 +127,7 @@ fn write(
         }
         match &keys.on_conflict {
             None => append(&conn, table, &mut rx).map_err(|e| explain_duplicate(e, table, keys)),
-            Some(action) => merge(&conn, table, keys, action, &mut rx),
+            Some(action) => merge(&conn, table, columns, keys, action, &mut rx),
         }
     })();
     match written {
@@ -191,6 +200,7 @@ fn append(conn: &duckdb::Connection, table: &str, rx: &mut Receiver<Write>) -> R
 fn merge(
     conn: &duckdb::Connection,
     table: &str,
+    columns: &[String],
     keys: &TableKeys,
     action: &ConflictAction,
     rx: &mut Receiver<Write>,
@@ -210,7 +220,6 @@ fn merge(
     let (order, on_conflict) = match action {
         ConflictAction::Drop => ("ASC", "DO NOTHING".to_owned()),
         ConflictAction::Upsert => {
-            let columns = table_columns(conn, table)?;
             let updates: Vec<String> = columns
                 .iter()
                 .filter(|c| !keys.primary_key.contains(c))
@@ -236,21 +245,6 @@ fn merge(
     conn.execute_batch(&format!("DROP TABLE {staged}"))
         .map_err(|e| duck_error("dropping the staging table", e))?;
     Ok(Some(rows as u64))
-}
-
-fn table_columns(conn: &duckdb::Connection, table: &str) -> Result<Vec<String>> {
-    let mut statement = conn
-        .prepare(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? \
-             AND table_schema = current_schema() ORDER BY ordinal_position",
-        )
-        .map_err(|e| duck_error("reading the catalog", e))?;
-    let names = statement
-        .query_map([table], |row| row.get::<_, String>(0))
-        .map_err(|e| duck_error("reading the catalog", e))?;
-    names
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| duck_error("reading the catalog", e))
 }
 
 /// A key violation, said in the user's terms: what happened and the options that merge instead.
