@@ -9,7 +9,12 @@
 //! - [`ffi`]: the function table that crosses the library boundary, and its host-side consumer;
 //! - [`sdk`]: what `export_accelerator!` expands to — the plugin's runtime, panic containment and
 //!   the table behind the entry symbol, so an engine author never writes `extern "C"`;
-//! - [`builtin`]: the `linkme` slice through which engines compiled into the host register.
+//! - [`builtin`]: the `linkme` slice through which engines compiled into the host register;
+//! - [`embedded`]: connection pool, per-file database sharing and blocking-thread Arrow streams
+//!   for engines built on an embedded database (DuckDB, SQLite);
+//! - [`pushdown`]: filters translated to an engine's SQL where its semantics match DataFusion's;
+//! - [`keys`] and [`snapshot`]: table options every engine reads the same way (primary key,
+//!   `on_conflict`, `indexes`; restoring a `snapshot` in `init`).
 //!
 //! Writing an engine:
 //! ```text
@@ -22,9 +27,13 @@
 
 pub mod accelerator;
 pub mod builtin;
+pub mod embedded;
 pub mod ffi;
+pub mod keys;
 pub mod metadata;
+pub mod pushdown;
 pub mod sdk;
+pub mod snapshot;
 
 pub use accelerator::{
     AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,

@@ -13,4 +13,5 @@ mod integration {
     mod out_of_tree;
     mod panics;
     mod pushdown;
+    mod sqlite;
 }

@@ -8,7 +8,6 @@
 mod arrow_bridge;
 mod database;
 mod filters;
-mod keys;
 mod scan;
 mod sink;
 mod table;
@@ -30,8 +29,8 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::CreateExternalTable;
 
 use crate::database::{Database, Databases, OpenOptions};
-use crate::keys::TableKeys;
 use crate::table::DuckDbTable;
+use accel_plugin_api::keys::TableKeys;
 
 /// Name of the engine, as written after `STORED AS`.
 pub const ENGINE_NAME: &str = "duckdb";
@@ -57,30 +56,6 @@ static PARAMETERS: [ParameterSpec; 4] = [
         "32",
     ),
 ];
-
-/// Copies a snapshot file to `path` through a temporary file, so a failed copy leaves no
-/// half-written database behind.
-fn restore_snapshot(from: &Path, path: &Path) -> Result<()> {
-    let fail = |what: &str, e: std::io::Error| {
-        DataFusionError::Execution(format!(
-            "restoring snapshot {} to {}: {what}: {e}",
-            from.display(),
-            path.display()
-        ))
-    };
-    if !from.is_file() {
-        return plan_err!(
-            "option snapshot: {} does not exist or is not a file",
-            from.display()
-        );
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| fail("creating the directory", e))?;
-    }
-    let temporary = path.with_extension("restoring");
-    std::fs::copy(from, &temporary).map_err(|e| fail("copying", e))?;
-    std::fs::rename(&temporary, path).map_err(|e| fail("moving into place", e))
-}
 
 /// The DuckDB engine.
 #[derive(Default)]
@@ -183,32 +158,15 @@ impl DataAccelerator for DuckDbAccelerator {
         }
     }
 
-    /// File mode: when the file does not exist yet and the table has a `snapshot` option (a
-    /// path or `file://` URL), the snapshot is copied into place first.
+    /// File mode: restores the table's `snapshot` option when its file does not exist yet.
     async fn init(&self, source: &dyn AccelerationSource) -> Result<BootstrapStatus> {
         if source.mode() != Mode::File {
             return Ok(BootstrapStatus::NotBootstrapped);
         }
-        let path = PathBuf::from(
-            self.file_path(source)
-                .map_err(|e| DataFusionError::Plan(e.to_string()))?,
-        );
-        if path.exists() {
-            return Ok(BootstrapStatus::AlreadyInitialized);
-        }
-        let Some(snapshot) = source.params().get("snapshot").cloned() else {
-            return Ok(BootstrapStatus::NotBootstrapped);
-        };
-        let from = PathBuf::from(snapshot.strip_prefix("file://").unwrap_or(&snapshot));
-        if snapshot.contains("://") && !snapshot.starts_with("file://") {
-            return plan_err!(
-                "option snapshot '{snapshot}': only local paths and file:// URLs are supported"
-            );
-        }
-        tokio::task::spawn_blocking(move || restore_snapshot(&from, &path))
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))??;
-        Ok(BootstrapStatus::Bootstrapped { snapshot })
+        let path = self
+            .file_path(source)
+            .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        accel_plugin_api::snapshot::restore_if_missing(source, Path::new(&path)).await
     }
 
     fn is_initialized(&self, source: &dyn AccelerationSource) -> bool {

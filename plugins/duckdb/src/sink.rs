@@ -13,20 +13,13 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
-use futures::StreamExt;
-use tokio::sync::mpsc::{Receiver, channel};
+
+use accel_plugin_api::embedded::{BatchReceiver, write_from_stream};
 
 use crate::arrow_bridge::to_duckdb;
 use crate::database::{Database, duck_error};
-use crate::keys::{ConflictAction, TableKeys};
 use crate::types::quote_ident;
-
-/// Messages to the writing thread. The transaction commits only on `Commit`: if the input
-/// fails, or the query is cancelled and the sender dropped, it rolls back.
-enum Write {
-    Batch(RecordBatch),
-    Commit,
-}
+use accel_plugin_api::keys::{ConflictAction, TableKeys};
 
 pub struct DuckDbSink {
     pub database: Arc<Database>,
@@ -63,10 +56,9 @@ impl DataSink for DuckDbSink {
 
     async fn write_all(
         &self,
-        mut data: SendableRecordBatchStream,
+        data: SendableRecordBatchStream,
         _context: &Arc<TaskContext>,
     ) -> Result<u64> {
-        let (tx, rx) = channel::<Write>(2);
         let database = Arc::clone(&self.database);
         let table = self.table.clone();
         let overwrite = self.overwrite;
@@ -78,70 +70,42 @@ impl DataSink for DuckDbSink {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let writer = tokio::task::spawn_blocking(move || {
-            write(&database, &table, &columns, &keys, overwrite, rx)
-        });
-        let mut input_error = None;
-        while let Some(batch) = data.next().await {
-            match batch {
-                Ok(batch) => {
-                    if tx.send(Write::Batch(batch)).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    input_error = Some(e);
-                    break;
-                }
-            }
-        }
-        if input_error.is_none() {
-            let _ = tx.send(Write::Commit).await;
-        }
-        drop(tx);
-        let written = writer
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        match input_error {
-            Some(e) => Err(e),
-            None => written,
-        }
+        write_from_stream(data, move |input| {
+            write(&database, &table, &columns, &keys, overwrite, input)
+        })
+        .await
     }
 }
 
+/// One transaction: the old rows deleted for an overwrite, the input appended (or merged on the
+/// key), committed only if the whole input arrived.
 fn write(
-    database: &Arc<Database>,
+    database: &Database,
     table: &str,
     columns: &[String],
     keys: &TableKeys,
     overwrite: bool,
-    mut rx: Receiver<Write>,
+    input: &mut BatchReceiver,
 ) -> Result<u64> {
     let conn = database.connect()?;
     conn.execute_batch("BEGIN TRANSACTION")
         .map_err(|e| duck_error("starting an insert", e))?;
-    let written = (|| -> Result<Option<u64>> {
+    let written = (|| -> Result<u64> {
         if overwrite {
             conn.execute_batch(&format!("DELETE FROM {}", quote_ident(table)))
                 .map_err(|e| duck_error("overwriting", e))?;
         }
         match &keys.on_conflict {
-            None => append(&conn, table, &mut rx).map_err(|e| explain_duplicate(e, table, keys)),
-            Some(action) => merge(&conn, table, columns, keys, action, &mut rx),
+            None => append(&conn, table, input).map_err(|e| explain_duplicate(e, table, keys)),
+            Some(action) => merge(&conn, table, columns, keys, action, input),
         }
     })();
     match written {
-        Ok(Some(rows)) => {
+        Ok(rows) => {
             conn.execute_batch("COMMIT").map_err(|e| {
                 explain_duplicate(duck_error("committing an insert", e), table, keys)
             })?;
             Ok(rows)
-        }
-        Ok(None) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(DataFusionError::Execution(
-                "insert cancelled; nothing was written".to_owned(),
-            ))
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -170,28 +134,21 @@ fn refuse_lossy_values(batch: &RecordBatch) -> Result<()> {
     Ok(())
 }
 
-/// Appends every batch to `table`; `None` when the input ended without `Commit`.
-fn append(conn: &duckdb::Connection, table: &str, rx: &mut Receiver<Write>) -> Result<Option<u64>> {
+/// Appends every batch of the input to `table`.
+fn append(conn: &duckdb::Connection, table: &str, input: &mut BatchReceiver) -> Result<u64> {
     let mut appender = conn
         .appender(table)
         .map_err(|e| duck_error("opening the appender", e))?;
     let mut rows = 0u64;
-    while let Some(message) = rx.blocking_recv() {
-        match message {
-            Write::Batch(batch) => {
-                refuse_lossy_values(&batch)?;
-                rows += batch.num_rows() as u64;
-                appender
-                    .append_record_batch(to_duckdb(batch)?)
-                    .map_err(|e| duck_error("appending", e))?;
-            }
-            Write::Commit => {
-                appender.flush().map_err(|e| duck_error("appending", e))?;
-                return Ok(Some(rows));
-            }
-        }
+    while let Some(batch) = input.next_batch()? {
+        refuse_lossy_values(&batch)?;
+        rows += batch.num_rows() as u64;
+        appender
+            .append_record_batch(to_duckdb(batch)?)
+            .map_err(|e| duck_error("appending", e))?;
     }
-    Ok(None)
+    appender.flush().map_err(|e| duck_error("appending", e))?;
+    Ok(rows)
 }
 
 /// Appends the input to a staging table, then merges it into `table` on the primary key: one
@@ -203,8 +160,8 @@ fn merge(
     columns: &[String],
     keys: &TableKeys,
     action: &ConflictAction,
-    rx: &mut Receiver<Write>,
-) -> Result<Option<u64>> {
+    input: &mut BatchReceiver,
+) -> Result<u64> {
     static STAGES: AtomicU64 = AtomicU64::new(0);
     let stage = format!("__accel_stage_{}", STAGES.fetch_add(1, Ordering::Relaxed));
     let (target, staged) = (quote_ident(table), quote_ident(&stage));
@@ -212,9 +169,7 @@ fn merge(
         "CREATE TABLE {staged} AS SELECT * FROM {target} LIMIT 0"
     ))
     .map_err(|e| duck_error("creating the staging table", e))?;
-    if append(conn, &stage, rx)?.is_none() {
-        return Ok(None);
-    }
+    append(conn, &stage, input)?;
     let key_list: Vec<String> = keys.primary_key.iter().map(|c| quote_ident(c)).collect();
     let key_list = key_list.join(", ");
     let (order, on_conflict) = match action {
@@ -244,7 +199,7 @@ fn merge(
         .map_err(|e| duck_error("merging on the primary key", e))?;
     conn.execute_batch(&format!("DROP TABLE {staged}"))
         .map_err(|e| duck_error("dropping the staging table", e))?;
-    Ok(Some(rows as u64))
+    Ok(rows as u64)
 }
 
 /// A key violation, said in the user's terms: what happened and the options that merge instead.

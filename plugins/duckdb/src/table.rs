@@ -17,10 +17,10 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::database::{Database, duck_error};
 use crate::filters::to_duckdb_sql;
-use crate::keys::TableKeys;
-use crate::scan::{DuckDbScanExec, ScanOutput};
+use crate::scan::{ScanOutput, scan_exec};
 use crate::sink::DuckDbSink;
 use crate::types::{column_definition, quote_ident};
+use accel_plugin_api::keys::TableKeys;
 
 pub struct DuckDbTable {
     database: Arc<Database>,
@@ -217,7 +217,7 @@ impl TableProvider for DuckDbTable {
         } else {
             schema
         };
-        Ok(Arc::new(DuckDbScanExec::new(
+        Ok(Arc::new(scan_exec(
             Arc::clone(&self.database),
             sql,
             output,

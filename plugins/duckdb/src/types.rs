@@ -1,5 +1,6 @@
 //! Arrow types as DuckDB column types, for `CREATE TABLE` from a declared schema.
 
+pub use accel_plugin_api::pushdown::quote_ident;
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 
 /// The DuckDB column type storing `data_type` without loss, or why there is none.
@@ -71,11 +72,6 @@ pub fn column_definition(field: &Field) -> Result<String, String> {
     let ty =
         duckdb_type(field.data_type()).map_err(|e| format!("column `{}`: {e}", field.name()))?;
     Ok(format!("{} {ty}{not_null}", quote_ident(field.name())))
-}
-
-/// A DuckDB identifier, quoted.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! The `accel` binary, driven as a user would.
 
-use super::common::{accel, duckdb_library, plugin_dir_with_duckdb, stderr, stdout};
+use super::common::{
+    SQL_ENGINES, accel, duckdb_library, plugin_dir_with_both_engines, plugin_dir_with_duckdb,
+    sqlite_library, stderr, stdout,
+};
 
 #[test]
 fn sql_prints_the_last_result_as_csv() {
@@ -78,12 +81,17 @@ fn engines_lists_builtin_and_plugin_with_path() {
 
 #[test]
 fn check_plugin_reads_metadata_without_loading() {
-    let out = accel(&["check-plugin", duckdb_library().to_str().unwrap()]);
-    assert!(out.status.success(), "stderr: {}", stderr(&out));
-    let text = stdout(&out);
-    assert!(text.contains("engine:           duckdb 0.1.0"), "{text}");
-    assert!(text.contains("datafusion-ffi:   55"), "{text}");
-    assert!(text.contains("compatible:       yes"), "{text}");
+    for (engine, library) in [("duckdb", duckdb_library()), ("sqlite", sqlite_library())] {
+        let out = accel(&["check-plugin", library.to_str().unwrap()]);
+        assert!(out.status.success(), "{engine}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!("engine:           {engine} 0.1.0")),
+            "{text}"
+        );
+        assert!(text.contains("datafusion-ffi:   55"), "{text}");
+        assert!(text.contains("compatible:       yes"), "{text}");
+    }
 }
 
 #[test]
@@ -148,16 +156,22 @@ fn ctrl_c_stops_the_statement_and_still_shuts_engines_down() {
 
 #[test]
 fn snapshot_writes_a_consistent_copy_that_init_restores() {
-    let plugins = plugin_dir_with_duckdb();
-    let dir = plugins.path().to_str().unwrap();
+    let plugins = plugin_dir_with_both_engines();
+    for (engine, extension) in SQL_ENGINES {
+        snapshot_round_trip(plugins.path(), engine, extension);
+    }
+}
+
+fn snapshot_round_trip(plugins: &std::path::Path, engine: &str, extension: &str) {
+    let dir = plugins.to_str().unwrap();
     let data = tempfile::tempdir().unwrap();
     let table = |file: &std::path::Path, options: &str| {
         format!(
-            "CREATE EXTERNAL TABLE t (a BIGINT, b VARCHAR) STORED AS duckdb LOCATION '{}'{options}",
+            "CREATE EXTERNAL TABLE t (a BIGINT, b VARCHAR) STORED AS {engine} LOCATION '{}'{options}",
             file.display()
         )
     };
-    let original = data.path().join("orig.duckdb");
+    let original = data.path().join(format!("orig.{extension}"));
     let filled = accel(&[
         "--plugin-dir",
         dir,
@@ -169,7 +183,7 @@ fn snapshot_writes_a_consistent_copy_that_init_restores() {
     ]);
     assert!(filled.status.success(), "{}", stderr(&filled));
 
-    let snap = data.path().join("snaps").join("t-1.duckdb");
+    let snap = data.path().join("snaps").join(format!("t-1.{extension}"));
     std::fs::create_dir_all(snap.parent().unwrap()).unwrap();
     let taken = accel(&[
         "--plugin-dir",
@@ -186,10 +200,13 @@ fn snapshot_writes_a_consistent_copy_that_init_restores() {
     );
 
     for (name, spec) in [
-        ("from-path.duckdb", snap.display().to_string()),
-        ("from-url.duckdb", format!("file://{}", snap.display())),
+        ("from-path", snap.display().to_string()),
+        ("from-url", format!("file://{}", snap.display())),
     ] {
-        let restored = data.path().join("restored").join(name);
+        let restored = data
+            .path()
+            .join("restored")
+            .join(format!("{name}.{extension}"));
         let options = format!(" OPTIONS ('snapshot' '{spec}')");
         let out = accel(&[
             "--plugin-dir",
@@ -205,7 +222,7 @@ fn snapshot_writes_a_consistent_copy_that_init_restores() {
         assert_eq!(
             stdout(&out),
             "n,s,m\n5000,12502500,v999\n",
-            "{spec}: {}",
+            "{engine} {spec}: {}",
             stderr(&out)
         );
     }
@@ -215,13 +232,13 @@ fn snapshot_writes_a_consistent_copy_that_init_restores() {
         dir,
         "sql",
         &table(
-            &data.path().join("never.duckdb"),
-            " OPTIONS ('snapshot' '/nonexistent/snap.duckdb')",
+            &data.path().join(format!("never.{extension}")),
+            &format!(" OPTIONS ('snapshot' '/nonexistent/snap.{extension}')"),
         ),
     ]);
     assert!(!missing.status.success());
     assert!(
-        stderr(&missing).contains("/nonexistent/snap.duckdb does not exist"),
+        stderr(&missing).contains(&format!("/nonexistent/snap.{extension} does not exist")),
         "{}",
         stderr(&missing)
     );
@@ -230,8 +247,8 @@ fn snapshot_writes_a_consistent_copy_that_init_restores() {
         "--plugin-dir",
         dir,
         "snapshot",
-        "CREATE EXTERNAL TABLE m (a INT) STORED AS duckdb LOCATION ':memory:'",
-        data.path().join("m.duckdb").to_str().unwrap(),
+        &format!("CREATE EXTERNAL TABLE m (a INT) STORED AS {engine} LOCATION ':memory:'"),
+        data.path().join(format!("m.{extension}")).to_str().unwrap(),
     ]);
     assert!(
         stderr(&memory).contains("only file-mode tables can be snapshotted"),

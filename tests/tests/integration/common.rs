@@ -35,6 +35,15 @@ pub fn duckdb_library() -> PathBuf {
     ))
 }
 
+/// The SQLite engine library built by this workspace.
+pub fn sqlite_library() -> PathBuf {
+    artifact(&format!(
+        "{}accel_engine_sqlite{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
 /// The misbehaving test engine library built by this workspace.
 pub fn chaos_library() -> PathBuf {
     artifact(&format!(
@@ -63,6 +72,16 @@ pub fn plugin_dir_with_duckdb() -> tempfile::TempDir {
     std::fs::copy(&library, dir.path().join(library.file_name().unwrap())).expect("copy plugin");
     dir
 }
+
+/// A fresh plugin directory holding copies of the DuckDB and SQLite engine libraries.
+pub fn plugin_dir_with_both_engines() -> tempfile::TempDir {
+    let dir = plugin_dir_with_duckdb();
+    install(&sqlite_library(), dir.path());
+    dir
+}
+
+/// The SQL engines, each with a file extension it stores tables in.
+pub const SQL_ENGINES: [(&str, &str); 2] = [("duckdb", "duckdb"), ("sqlite", "sqlite")];
 
 /// A host whose only plugin directory is `dir` (ACCEL_PLUGIN_PATH ignored).
 pub fn host_with(dir: &Path, data_dir: &Path) -> Host {

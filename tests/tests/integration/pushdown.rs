@@ -1,17 +1,18 @@
-//! Filter pushdown into the DuckDB plugin: every predicate gives the same rows as DataFusion
-//! evaluating it itself (the arrow engine holds the same data), NULLs and odd strings included;
-//! EXPLAIN shows what reached DuckDB and what DataFusion kept.
+//! Filter pushdown into the DuckDB and SQLite plugins: every predicate gives the same rows as
+//! DataFusion evaluating it itself (the arrow engine holds the same data), NULLs and odd strings
+//! included; EXPLAIN shows what reached the engine and what DataFusion kept.
 
-use super::common::{host_with, plugin_dir_with_duckdb, rows};
+use super::common::{SQL_ENGINES, host_with, plugin_dir_with_both_engines, rows};
 
 const COLUMNS: &str = "(i INT, b BIGINT, s VARCHAR, ok BOOLEAN, d DATE, f DOUBLE)";
 const ROWS: &str = "(1, 10, 'apple', true, DATE '2024-01-01', 1.5),
-    (2, NULL, '', false, DATE '1970-01-01', -0.0),
+    (2, NULL, '', false, DATE '1970-01-01', 0.0),
     (NULL, 30, 'it''s', NULL, NULL, 2.7),
     (4, -5, 'é', true, DATE '2000-02-29', NULL),
-    (5, 9223372036854775807, '%_', false, DATE '1999-12-31', CAST('NaN' AS DOUBLE)),
+    (5, 9223372036854775807, '%_', false, DATE '1999-12-31', CAST('Infinity' AS DOUBLE)),
     (6, 0, 'Apple', NULL, DATE '2024-06-30', 3.0),
-    (7, 7, NULL, true, DATE '2024-01-02', -2.7)";
+    (7, 7, NULL, true, DATE '2024-01-02', -2.7),
+    (8, 1, 'a*[b]?', false, DATE '0999-03-01', 0.5)";
 
 const PREDICATES: &[&str] = &[
     "i > 3",
@@ -26,6 +27,10 @@ const PREDICATES: &[&str] = &[
     "i BETWEEN 2 AND 5",
     "i NOT BETWEEN 2 AND 5",
     "s LIKE 'a%'",
+    "s LIKE 'A%'",
+    "s LIKE '_pple'",
+    "s LIKE 'a*%'",
+    "s LIKE '%[b]_'",
     "s ILIKE 'a%'",
     "s NOT LIKE '%p%'",
     "s LIKE '\\%%'",
@@ -37,6 +42,7 @@ const PREDICATES: &[&str] = &[
     "NOT ok",
     "d > DATE '2000-01-01'",
     "d = DATE '1970-01-01'",
+    "d < DATE '1000-01-01'",
     "b > 0 AND i < 6",
     "b = 9223372036854775807",
     "CAST(f AS INT) = 2",
@@ -49,18 +55,27 @@ const PREDICATES: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushed_filters_return_what_datafusion_returns() {
-    let plugins = plugin_dir_with_duckdb();
+    let plugins = plugin_dir_with_both_engines();
     let data = tempfile::tempdir().unwrap();
     let host = host_with(plugins.path(), data.path());
     host.sql(&format!(
-        "CREATE EXTERNAL TABLE dt {COLUMNS} STORED AS duckdb LOCATION ':memory:';
-         CREATE EXTERNAL TABLE at {COLUMNS} STORED AS arrow LOCATION ':memory:';
-         INSERT INTO dt VALUES {ROWS};
+        "CREATE EXTERNAL TABLE at {COLUMNS} STORED AS arrow LOCATION ':memory:';
          INSERT INTO at VALUES {ROWS}"
     ))
     .await
     .unwrap();
+    for (engine, _) in SQL_ENGINES {
+        host.sql(&format!(
+            "CREATE EXTERNAL TABLE {engine} {COLUMNS} STORED AS {engine} LOCATION ':memory:';
+             INSERT INTO {engine} VALUES {ROWS}"
+        ))
+        .await
+        .unwrap();
+        compare_with_datafusion(&host, engine).await;
+    }
+}
 
+async fn compare_with_datafusion(host: &accel_host::Host, table: &str) {
     let mut mismatches = Vec::new();
     for predicate in PREDICATES {
         for shape in [
@@ -76,14 +91,14 @@ async fn pushed_filters_return_what_datafusion_returns() {
                 .map(|b| rows(&b))
                 .map_err(|_| "error");
             let found = host
-                .sql(&query("dt"))
+                .sql(&query(table))
                 .await
                 .map(|b| rows(&b))
                 .map_err(|_| "error");
             if expected != found {
                 mismatches.push(format!(
-                    "{}\n  datafusion: {expected:?}\n  duckdb:     {found:?}",
-                    query("dt")
+                    "{}\n  datafusion: {expected:?}\n  {table}: {found:?}",
+                    query(table)
                 ));
             }
         }
@@ -92,8 +107,8 @@ async fn pushed_filters_return_what_datafusion_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explain_shows_the_sql_sent_to_duckdb_and_the_filters_kept() {
-    let plugins = plugin_dir_with_duckdb();
+async fn explain_shows_the_sql_sent_to_the_engine_and_the_filters_kept() {
+    let plugins = plugin_dir_with_both_engines();
     let data = tempfile::tempdir().unwrap();
     let host = host_with(plugins.path(), data.path());
     host.sql(&format!(
@@ -127,4 +142,23 @@ async fn explain_shows_the_sql_sent_to_duckdb_and_the_filters_kept() {
     )
     .join("\n");
     assert!(limited.contains(r#"WHERE ("i" = 1) LIMIT 5"#), "{limited}");
+
+    host.sql(&format!(
+        "CREATE EXTERNAL TABLE st {COLUMNS} STORED AS sqlite LOCATION ':memory:'"
+    ))
+    .await
+    .unwrap();
+    let plan = rows(
+        &host
+            .sql("EXPLAIN SELECT s FROM st WHERE ok AND d >= DATE '2024-01-01' AND s LIKE 'a%'")
+            .await
+            .unwrap(),
+    )
+    .join("\n");
+    assert!(
+        plan.contains(
+            r#"SqliteScanExec: SELECT "s", "ok" FROM "st" WHERE ("d" >= '2024-01-01') AND ("s" GLOB 'a*')"#
+        ),
+        "{plan}"
+    );
 }

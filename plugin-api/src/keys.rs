@@ -1,7 +1,7 @@
-//! Keys of a DuckDB table, from the table's constraints and options: the primary key
-//! (`PRIMARY KEY (…)` in the statement, or `'primary_key' 'id'` / `'(a,b)'`), what an insert
-//! does with a row whose key exists (`'on_conflict' 'id:upsert'` or `'id:drop'`), and extra
-//! indexes (`'indexes' 'city:enabled;(a,b):unique'`).
+//! Keys of a table, read the same way by every engine from its constraints and options: the
+//! primary key (`PRIMARY KEY (…)` in the statement, or `'primary_key' 'id'` / `'(a,b)'`), what
+//! an insert does with a row whose key exists (`'on_conflict' 'id:upsert'` or `'id:drop'`), and
+//! extra indexes (`'indexes' 'city:enabled;(a,b):unique'`).
 
 use std::collections::HashMap;
 

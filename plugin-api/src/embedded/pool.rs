@@ -1,0 +1,209 @@
+//! A bounded pool of connections to one database: at most `max` open at once, idle ones reused,
+//! callers beyond `max` wait (bounded) for one to be returned.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use datafusion::error::{DataFusionError, Result};
+
+/// How a pool opens and recycles the connections of one database.
+pub trait Connector: Send + Sync + 'static {
+    type Connection: Send + 'static;
+
+    /// Opens one more connection.
+    fn open(&self) -> Result<Self::Connection>;
+
+    /// Makes a returned connection fit for the next user (e.g. rolls back a transaction left
+    /// open by a failed writer); `false` discards it.
+    fn recycle(&self, connection: &Self::Connection) -> bool;
+
+    /// The database, for messages: a path or "an in-memory database".
+    fn describe(&self) -> String;
+}
+
+/// Connections of one database.
+pub struct ConnectionPool<C: Connector> {
+    connector: C,
+    state: Mutex<State<C::Connection>>,
+    /// Signalled when a connection is returned or discarded.
+    returned: Condvar,
+    max: usize,
+    wait: Duration,
+    /// The option that raises `max`, named in the error of a caller that waited too long.
+    size_option: &'static str,
+}
+
+struct State<T> {
+    idle: Vec<T>,
+    open: usize,
+}
+
+impl<C: Connector> ConnectionPool<C> {
+    /// A pool of at most `max` (at least 1) connections; a caller waits up to `wait` for one.
+    pub fn new(connector: C, max: usize, wait: Duration, size_option: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            connector,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            returned: Condvar::new(),
+            max: max.max(1),
+            wait,
+            size_option,
+        })
+    }
+
+    pub fn connector(&self) -> &C {
+        &self.connector
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State<C::Connection>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection, returned to the pool when dropped. Blocks while all `max` are in use.
+    pub fn get(self: &Arc<Self>) -> Result<Pooled<C>> {
+        let deadline = Instant::now() + self.wait;
+        let mut state = self.state();
+        let connection = loop {
+            if let Some(connection) = state.idle.pop() {
+                break connection;
+            }
+            if state.open < self.max {
+                state.open += 1;
+                drop(state);
+                match self.connector.open() {
+                    Ok(connection) => break connection,
+                    Err(e) => {
+                        self.state().open -= 1;
+                        self.returned.notify_one();
+                        return Err(e);
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(DataFusionError::Execution(format!(
+                    "all {} connections of {} stayed busy for {:?}; raise {}",
+                    self.max,
+                    self.connector.describe(),
+                    self.wait,
+                    self.size_option
+                )));
+            }
+            state = self
+                .returned
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        Ok(Pooled {
+            connection: Some(connection),
+            pool: Arc::clone(self),
+        })
+    }
+
+    /// Connections open now, idle or in use.
+    pub fn open_connections(&self) -> usize {
+        self.state().open
+    }
+}
+
+/// A connection borrowed from a [`ConnectionPool`].
+pub struct Pooled<C: Connector> {
+    connection: Option<C::Connection>,
+    pool: Arc<ConnectionPool<C>>,
+}
+
+impl<C: Connector> std::ops::Deref for Pooled<C> {
+    type Target = C::Connection;
+    fn deref(&self) -> &C::Connection {
+        self.connection.as_ref().expect("present until drop")
+    }
+}
+
+impl<C: Connector> std::ops::DerefMut for Pooled<C> {
+    fn deref_mut(&mut self) -> &mut C::Connection {
+        self.connection.as_mut().expect("present until drop")
+    }
+}
+
+impl<C: Connector> Drop for Pooled<C> {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            // A connection dropped by a panicking thread may be mid-transaction: discard it.
+            let reusable = !std::thread::panicking() && self.pool.connector.recycle(&connection);
+            let mut state = self.pool.state();
+            if reusable {
+                state.idle.push(connection);
+            } else {
+                state.open -= 1;
+                drop(state);
+                drop(connection);
+            }
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counting {
+        opened: AtomicUsize,
+    }
+
+    impl Connector for Counting {
+        type Connection = usize;
+        fn open(&self) -> Result<usize> {
+            Ok(self.opened.fetch_add(1, Ordering::SeqCst))
+        }
+        fn recycle(&self, connection: &usize) -> bool {
+            *connection != 1 // connection 1 is "broken"
+        }
+        fn describe(&self) -> String {
+            "test database".into()
+        }
+    }
+
+    #[test]
+    fn never_opens_more_than_max_reuses_idle_and_discards_broken() {
+        let pool = ConnectionPool::new(Counting::default(), 2, Duration::from_secs(5), "size");
+        let a = pool.get().unwrap();
+        let b = pool.get().unwrap();
+        assert_eq!((*a, *b, pool.open_connections()), (0, 1, 2));
+        let waiter = {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || *pool.get().unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "a third caller waits");
+        drop(a);
+        assert_eq!(waiter.join().unwrap(), 0, "the idle connection is reused");
+        drop(b); // broken: discarded
+        assert_eq!(pool.open_connections(), 1);
+        assert_eq!(*pool.get().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_caller_that_waits_too_long_is_told_which_option_to_raise() {
+        let pool = ConnectionPool::new(
+            Counting::default(),
+            1,
+            Duration::from_millis(50),
+            "engine_connection_pool_size",
+        );
+        let _held = pool.get().unwrap();
+        let error = pool.get().err().unwrap().to_string();
+        assert!(
+            error.contains("all 1 connections of test database")
+                && error.contains("raise engine_connection_pool_size"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! # accel-engine-sqlite
+//!
+//! The SQLite accelerator engine: tables stored in SQLite, in memory (`LOCATION ':memory:'`,
+//! one private database per table) or in a file (`LOCATION 'path/t.sqlite'` or `.db`, one
+//! database per file shared by its tables, WAL journal). Types are stored as [`storage`]
+//! documents. Built as a plugin library (`export_accelerator!`) and usable as an rlib.
+
+mod database;
+mod filters;
+mod scan;
+mod sink;
+pub mod storage;
+mod table;
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use accel_plugin_api::keys::TableKeys;
+use accel_plugin_api::{
+    AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError, Mode,
+    ParameterSpec, PartitionedBy, async_trait, export_accelerator,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::plan_err;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::CreateExternalTable;
+
+use crate::database::{Database, Databases, OpenOptions};
+use crate::table::SqliteTable;
+
+/// Name of the engine, as written after `STORED AS`.
+pub const ENGINE_NAME: &str = "sqlite";
+
+const FILE_EXTENSIONS: [&str; 2] = ["sqlite", "db"];
+
+static PARAMETERS: [ParameterSpec; 3] = [
+    ParameterSpec::new(
+        "file",
+        "Database file of a file-mode table; takes precedence over LOCATION",
+    ),
+    ParameterSpec::with_default(
+        "busy_timeout",
+        "How long a statement waits for another connection's lock: '5000ms', '5s' or \
+         milliseconds",
+        "5000ms",
+    ),
+    ParameterSpec::with_default(
+        "connection_pool_size",
+        "Most connections open at once on this table's database (queries beyond it wait)",
+        "8",
+    ),
+];
+
+/// The SQLite engine.
+#[derive(Default)]
+pub struct SqliteAccelerator {
+    databases: Databases,
+}
+
+export_accelerator!(SqliteAccelerator, "sqlite");
+
+/// `5000ms`, `5s` or `5000` (milliseconds).
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms.trim().parse().ok().map(Duration::from_millis);
+    }
+    if let Some(s) = text.strip_suffix('s') {
+        return s.trim().parse().ok().map(Duration::from_secs);
+    }
+    text.parse().ok().map(Duration::from_millis)
+}
+
+impl SqliteAccelerator {
+    fn open_options(&self, source: Option<&dyn AccelerationSource>) -> Result<OpenOptions> {
+        let mut options = OpenOptions::default();
+        let Some(source) = source else {
+            return Ok(options);
+        };
+        let params = source.params();
+        if let Some(timeout) = params.get("sqlite_busy_timeout") {
+            options.busy_timeout = parse_duration(timeout).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "option sqlite_busy_timeout must be a duration like '5000ms' or '5s', \
+                     found `{timeout}`"
+                ))
+            })?;
+        }
+        if let Some(size) = params.get("sqlite_connection_pool_size") {
+            options.pool_size = size.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "option sqlite_connection_pool_size must be a positive integer, found \
+                     `{size}`"
+                ))
+            })?;
+        }
+        Ok(options)
+    }
+}
+
+#[async_trait]
+impl DataAccelerator for SqliteAccelerator {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        ENGINE_NAME
+    }
+
+    fn prefix(&self) -> &str {
+        ENGINE_NAME
+    }
+
+    fn parameters(&self) -> &[ParameterSpec] {
+        &PARAMETERS
+    }
+
+    async fn create_external_table(
+        &self,
+        cmd: CreateExternalTable,
+        source: Option<&dyn AccelerationSource>,
+        partition_by: Vec<PartitionedBy>,
+        _runtime_env: Arc<RuntimeEnv>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        if !partition_by.is_empty() {
+            return plan_err!("the sqlite engine does not partition tables; remove PARTITIONED BY");
+        }
+        let options = self.open_options(source)?;
+        if let Some(source) = source
+            && source.mode() == Mode::Memory
+            && source.params().contains_key("sqlite_file")
+        {
+            return plan_err!(
+                "option sqlite_file needs a file-mode table: LOCATION ':memory:' keeps table `{}` \
+                 in memory; drop one of the two",
+                cmd.name
+            );
+        }
+        let database = match source.filter(|s| s.mode() == Mode::File) {
+            Some(source) => {
+                let path = self
+                    .file_path(source)
+                    .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+                self.databases.file(Path::new(&path), &options)?
+            }
+            None => Database::in_memory(&options)?,
+        };
+        let schema: SchemaRef = Arc::new(cmd.schema.as_arrow().clone());
+        let name = cmd.name.table().to_owned();
+        let keys = TableKeys::from_options(&cmd.options, &cmd.constraints, &schema)
+            .map_err(|e| DataFusionError::Plan(format!("table `{name}`: {e}")))?;
+        let table = tokio::task::spawn_blocking(move || {
+            SqliteTable::create_or_open(database, &name, schema, cmd.constraints, keys)
+        })
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))??;
+        Ok(Arc::new(table))
+    }
+
+    fn acceleration_layout(&self, source: &dyn AccelerationSource) -> AccelerationLayout {
+        match self.file_path(source) {
+            Ok(path) => AccelerationLayout::File(PathBuf::from(path)),
+            Err(_) => AccelerationLayout::None,
+        }
+    }
+
+    /// File mode: restores the table's `snapshot` option when its file does not exist yet.
+    async fn init(&self, source: &dyn AccelerationSource) -> Result<BootstrapStatus> {
+        if source.mode() != Mode::File {
+            return Ok(BootstrapStatus::NotBootstrapped);
+        }
+        let path = self
+            .file_path(source)
+            .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+        accel_plugin_api::snapshot::restore_if_missing(source, Path::new(&path)).await
+    }
+
+    fn is_initialized(&self, source: &dyn AccelerationSource) -> bool {
+        match source.mode() {
+            Mode::Memory => true,
+            Mode::File => self.file_path(source).is_ok_and(|p| Path::new(&p).exists()),
+        }
+    }
+
+    fn valid_file_extensions(&self) -> Vec<String> {
+        FILE_EXTENSIONS.iter().map(|e| (*e).to_owned()).collect()
+    }
+
+    fn file_path(&self, source: &dyn AccelerationSource) -> Result<String, FilePathError> {
+        if source.mode() != Mode::File {
+            return Err(FilePathError::NotFileMode);
+        }
+        let path = match (source.params().get("sqlite_file"), source.location()) {
+            (Some(file), _) => PathBuf::from(file),
+            (None, Some(location)) => PathBuf::from(location),
+            (None, None) => source
+                .data_directory()
+                .join(format!("{}.sqlite", source.dataset_name())),
+        };
+        let extension = path
+            .extension()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !FILE_EXTENSIONS.contains(&extension.as_str()) {
+            return Err(FilePathError::InvalidExtension {
+                path: path.display().to_string(),
+                found: extension,
+                expected: self.valid_file_extensions(),
+            });
+        }
+        Ok(path.display().to_string())
+    }
+
+    /// Checkpoints every open file so each is complete without its WAL.
+    async fn shutdown(&self) -> Result<()> {
+        let databases = self.databases.open_files();
+        tokio::task::spawn_blocking(move || databases.iter().try_for_each(|db| db.checkpoint()))
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_timeouts_in_every_spelling() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("750"), Some(Duration::from_millis(750)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}
