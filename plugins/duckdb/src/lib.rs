@@ -5,7 +5,7 @@
 //! one database per file, shared by its tables). Built as a plugin library
 //! (`export_accelerator!`) and usable as an rlib linked into a host.
 
-mod arrow_bridge;
+pub mod arrow_bridge;
 mod database;
 mod filters;
 mod scan;
