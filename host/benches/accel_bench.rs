@@ -99,10 +99,10 @@ fn discover_check_load(dir: &Path) -> usize {
     let found = discover(&[dir.to_owned()]);
     let mut loaded = Vec::new();
     for path in found.candidates {
-        let (copy, generation) = private_copy(&path).unwrap();
-        check_trust(&path, &copy, PermissionPolicy::Strict).unwrap();
-        let checked = check_as(&copy, &path).unwrap();
-        loaded.push(load(&checked, &copy, generation).unwrap());
+        let copy = private_copy(&path).unwrap();
+        check_trust(&path, &copy.path, PermissionPolicy::Strict).unwrap();
+        let checked = check_as(&copy.path, &path).unwrap();
+        loaded.push(load(&checked, &copy.path, copy.generation).unwrap());
     }
     loaded.len()
 }

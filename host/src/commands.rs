@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use accel_host::Host;
 use accel_host::check::{CheckError, mismatches, read_metadata};
@@ -39,20 +41,26 @@ fn print_out(text: &str) -> ExitCode {
     }
 }
 
-/// `accel engines`: one line per engine.
-pub fn engines(host: &Host, verbose: bool) -> ExitCode {
+/// `accel engines`: one line per engine generation.
+pub async fn engines(host: &Host, verbose: bool) -> ExitCode {
+    print_out(&engines_table(host, verbose).await)
+}
+
+async fn engines_table(host: &Host, verbose: bool) -> String {
     let mut text = format!(
-        "{:<12} {:<10} {:<10} {}\n",
-        "ENGINE", "VERSION", "PLUGIN-API", "ORIGIN"
+        "{:<12} {:<10} {:<10} {:<10} {:<40} {}\n",
+        "ENGINE", "VERSION", "PLUGIN-API", "STATE", "ORIGIN", "TABLES"
     );
-    for engine in host.registry.engines() {
+    for (engine, tables) in host.generations().await {
         let a = &engine.accelerator;
         text.push_str(&format!(
-            "{:<12} {:<10} {:<10} {}\n",
+            "{:<12} {:<10} {:<10} {:<10} {:<40} {}\n",
             a.name(),
             engine.version,
             engine.api_version,
-            engine.origin
+            engine.state(),
+            engine.origin.to_string(),
+            tables.join(", ")
         ));
         if verbose {
             for p in a.parameters() {
@@ -71,7 +79,7 @@ pub fn engines(host: &Host, verbose: bool) -> ExitCode {
             }
         }
     }
-    print_out(&text)
+    text
 }
 
 /// `accel check-plugin FILE`: metadata and verdict, without loading the library.
@@ -100,8 +108,15 @@ pub fn check_plugin(file: &Path) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// `accel shell`: reads statements (ending in `;`) until end of input or `\q`.
-pub async fn shell(host: &Host, format: Format) -> ExitCode {
+/// `accel shell`: reads statements (ending in `;`) until end of input or `\q`; `\reload`
+/// loads new engine libraries, `\engines` lists the generations; with `watch`, plugin
+/// directory changes reload by themselves.
+pub async fn shell(host: &Arc<Host>, format: Format, watch: bool) -> ExitCode {
+    if watch {
+        accel_host::watch::watch(Arc::clone(host), Duration::from_secs(1), |report| {
+            eprint!("{report}")
+        });
+    }
     let mut editor = match rustyline::DefaultEditor::new() {
         Ok(editor) => editor,
         Err(e) => {
@@ -135,6 +150,14 @@ pub async fn shell(host: &Host, format: Format) -> ExitCode {
         let trimmed = line.trim();
         if pending.is_empty() && matches!(trimmed, "\\q" | "quit" | "exit") {
             break;
+        }
+        if pending.is_empty() && trimmed == "\\reload" {
+            eprint!("{}", host.reload().await);
+            continue;
+        }
+        if pending.is_empty() && trimmed == "\\engines" {
+            let _ = print_out(&engines_table(host, false).await);
+            continue;
         }
         if trimmed.is_empty() {
             continue;

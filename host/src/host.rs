@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use accel_plugin_api::AccelerationLayout;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::plan_err;
 use datafusion::error::{DataFusionError, Result};
@@ -20,9 +19,10 @@ use datafusion::sql::parser::DFParser;
 use crate::check::{CheckedLibrary, check_as};
 use crate::discover::{PLUGIN_PATH_VAR, discover, plugin_dirs};
 use crate::load::{load, private_copy};
+use crate::managed_table::ManagedTable;
 use crate::plugin_accelerator::PluginAccelerator;
-use crate::registry::EngineRegistry;
-use crate::serve::{acceleration_source, session_context, unprefixed_options};
+use crate::registry::{EngineRegistry, FileIdentity, Origin, RegisteredEngine};
+use crate::serve::{Serving, Tables, session_context};
 use crate::trust::{PermissionPolicy, check_trust};
 
 /// How to start a host.
@@ -65,79 +65,67 @@ pub struct StartupReport {
 
 /// A running host.
 pub struct Host {
-    pub registry: EngineRegistry,
+    pub registry: Arc<EngineRegistry>,
     pub report: StartupReport,
+    serving: Arc<Serving>,
     context: SessionContext,
-    data_dir: PathBuf,
+    options: HostOptions,
+}
+
+/// Libraries a pass of the pipeline loaded, and the ones it refused.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub searched: Vec<PathBuf>,
+    pub generations: Vec<Arc<RegisteredEngine>>,
+    /// Files skipped because a library with the same content is loaded already.
+    pub unchanged: Vec<PathBuf>,
+    pub problems: Vec<String>,
 }
 
 impl Host {
     /// Runs the pipeline and builds the session.
     pub fn start(options: &HostOptions) -> Self {
-        let var = options
-            .use_plugin_path_var
-            .then(|| std::env::var(PLUGIN_PATH_VAR).ok())
-            .flatten();
-        let dirs = plugin_dirs(&options.plugin_dirs, var.as_deref());
-        let found = discover(&dirs);
-        let mut report = StartupReport {
-            searched: found.searched,
-            problems: found.skipped.iter().map(ToString::to_string).collect(),
-            ..StartupReport::default()
+        let registry = Arc::new(EngineRegistry::with_builtins());
+        let admitted = admit_libraries(&registry, options);
+        let serving = Arc::new(Serving {
+            registry: Arc::clone(&registry),
+            tables: Tables::default(),
+            data_dir: options.data_dir.clone(),
+            init_timeout: options.init_timeout,
+        });
+        let context = session_context(&serving);
+        let report = StartupReport {
+            searched: admitted.searched,
+            loaded: admitted
+                .generations
+                .iter()
+                .filter_map(|g| match &g.origin {
+                    Origin::Plugin { path, .. } => Some(path.clone()),
+                    Origin::BuiltIn => None,
+                })
+                .collect(),
+            problems: admitted.problems,
         };
-        let mut registry = EngineRegistry::with_builtins();
-        for path in found.candidates {
-            let (copy, generation) = match private_copy(&path) {
-                Ok(copy) => copy,
-                Err(e) => {
-                    report
-                        .problems
-                        .push(format!("{}: cannot read: {e}", path.display()));
-                    continue;
-                }
-            };
-            let outcome = Self::admit(&registry, &path, &copy, options.permission_policy);
-            let checked = match outcome {
-                Ok(checked) => checked,
-                Err(problem) => {
-                    let _ = std::fs::remove_file(&copy);
-                    report.problems.push(problem);
-                    continue;
-                }
-            };
-            let (library, engine) = match load(&checked, &copy, generation) {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    report.problems.push(e.to_string());
-                    continue;
-                }
-            };
-            let engine = PluginAccelerator::new(engine, Arc::new(library));
-            match registry.register_plugin(engine) {
-                Ok(_) => report.loaded.push(path),
-                Err(e) => report.problems.push(e),
-            }
-        }
-        let context = session_context(&registry, options.data_dir.clone(), options.init_timeout);
         Self {
             registry,
             report,
+            serving,
             context,
-            data_dir: options.data_dir.clone(),
+            options: options.clone(),
         }
     }
 
-    /// Trust, check and name checks of one library, reading its private copy.
-    fn admit(
-        registry: &EngineRegistry,
-        path: &Path,
-        copy: &Path,
-        policy: PermissionPolicy,
-    ) -> std::result::Result<CheckedLibrary, String> {
-        check_trust(path, copy, policy).map_err(|e| e.to_string())?;
-        let checked = check_as(copy, path).map_err(|e| e.to_string())?;
-        registry.check_name_free(&checked.metadata.engine_name, &checked.version, path)?;
-        Ok(checked)
+    /// The tables created through engines.
+    pub fn tables(&self) -> Vec<Arc<ManagedTable>> {
+        self.serving.tables.all()
+    }
+
+    pub(crate) fn serving(&self) -> &Arc<Serving> {
+        &self.serving
+    }
+
+    pub(crate) fn options(&self) -> &HostOptions {
+        &self.options
     }
 
     pub fn context(&self) -> &SessionContext {
@@ -210,31 +198,24 @@ impl Host {
                 plan.display()
             );
         };
-        let mut cmd = cmd.as_ref().clone();
+        let table_name = cmd.name.to_string();
+        let name = cmd.file_type.to_lowercase();
         self.check_engine_exists(&plan)?;
         self.context
             .execute_logical_plan(plan.clone())
             .await?
             .collect()
             .await?;
-        let name = cmd.file_type.to_lowercase();
-        let engine = match self.registry.get(&name) {
-            Some(engine) => Arc::clone(&engine.accelerator),
-            None => return plan_err!("no engine named `{name}`"),
+        let Some(table) = self.tables().into_iter().find(|t| t.name == table_name) else {
+            return plan_err!("table `{table_name}` was not created by an engine");
         };
-        cmd.options = unprefixed_options(&cmd.options);
-        let source = acceleration_source(&cmd, &name, &self.data_dir)?;
-        let file = match engine.acceleration_layout(&source) {
-            AccelerationLayout::File(file) => file,
-            other => {
-                return plan_err!(
-                    "table `{}` of engine `{name}` is not stored in one file ({other:?}); only \
-                     file-mode tables can be snapshotted",
-                    cmd.name
-                );
-            }
+        let Some(file) = table.file() else {
+            return plan_err!(
+                "table `{table_name}` of engine `{name}` is not stored in one file; only \
+                 file-mode tables can be snapshotted"
+            );
         };
-        engine.shutdown().await?;
+        table.generation().await.accelerator.shutdown().await?;
         let temporary = dest.with_extension("snapshotting");
         let copied =
             std::fs::copy(&file, &temporary).and_then(|_| std::fs::rename(&temporary, dest));
@@ -252,4 +233,94 @@ impl Host {
     pub async fn shutdown(&self) -> Vec<String> {
         self.registry.shutdown().await
     }
+}
+
+/// Steps 1–4 for every library in the plugin directories that is not loaded yet (by content):
+/// discover, trust and check its private copy, load it, register it as a new generation.
+pub fn admit_libraries(registry: &EngineRegistry, options: &HostOptions) -> Admitted {
+    let var = options
+        .use_plugin_path_var
+        .then(|| std::env::var(PLUGIN_PATH_VAR).ok())
+        .flatten();
+    let dirs = plugin_dirs(&options.plugin_dirs, var.as_deref());
+    let found = discover(&dirs);
+    let mut admitted = Admitted {
+        searched: found.searched,
+        problems: found.skipped.iter().map(ToString::to_string).collect(),
+        ..Admitted::default()
+    };
+    for path in found.candidates {
+        let identity = FileIdentity::of(&path);
+        if identity.as_ref().is_some_and(|i| registry.is_known_file(i)) {
+            admitted.unchanged.push(path);
+            continue;
+        }
+        let (copy, generation, hash) = match private_copy(&path) {
+            Ok(copy) => (copy.path, copy.generation, copy.content_hash),
+            Err(e) => {
+                admitted
+                    .problems
+                    .push(format!("{}: cannot read: {e}", path.display()));
+                continue;
+            }
+        };
+        if let Some(loaded) = registry.by_hash(&hash) {
+            let _ = std::fs::remove_file(&copy);
+            match &loaded.origin {
+                Origin::Plugin { path: from, .. } if from != &path => {
+                    admitted.problems.push(format!(
+                        "{}: refused: engine `{}` {} is already loaded from {} (the same \
+                         library); keep one copy of each engine version in the plugin \
+                         directories",
+                        path.display(),
+                        loaded.name(),
+                        loaded.version,
+                        from.display()
+                    ));
+                }
+                _ => {
+                    registry.remember_file_opt(identity);
+                    admitted.unchanged.push(path);
+                }
+            }
+            continue;
+        }
+        let checked = match admit(registry, &path, &copy, options.permission_policy) {
+            Ok(checked) => checked,
+            Err(problem) => {
+                let _ = std::fs::remove_file(&copy);
+                admitted.problems.push(problem);
+                continue;
+            }
+        };
+        let (library, engine) = match load(&checked, &copy, generation) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                admitted.problems.push(e.to_string());
+                continue;
+            }
+        };
+        let engine = PluginAccelerator::new(engine, Arc::new(library));
+        match registry.register_plugin(engine, hash) {
+            Ok(registered) => {
+                registry.remember_file_opt(identity);
+                admitted.generations.push(registered);
+            }
+            Err(e) => admitted.problems.push(e),
+        }
+    }
+    admitted
+}
+
+/// Trust, check and name checks of one library, reading its private copy.
+fn admit(
+    registry: &EngineRegistry,
+    path: &Path,
+    copy: &Path,
+    policy: PermissionPolicy,
+) -> std::result::Result<CheckedLibrary, String> {
+    check_trust(path, copy, policy).map_err(|e| e.to_string())?;
+    let checked = check_as(copy, path).map_err(|e| e.to_string())?;
+    registry.check_name_free(&checked.metadata.engine_name, &checked.version, path)?;
+    Ok(checked)
 }

@@ -13,6 +13,7 @@
 //!   generation still serves, and retiring one is a matter of dropping those.
 
 use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -33,7 +34,34 @@ pub struct LoadedLibrary {
     pub version: semver::Version,
     /// Process-wide load counter: each load of any library is a new generation.
     pub generation: u64,
+    /// The private copy that was mapped (unlinked once opened).
+    pub copy: PathBuf,
     _handle: ManuallyDrop<libloading::Library>,
+}
+
+impl LoadedLibrary {
+    /// Resident memory of this generation's library mappings, in kB (Linux; 0 elsewhere): what
+    /// the code and static data of a never-unloaded generation keep occupying.
+    pub fn resident_kb(&self) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+        let copy = self.copy.to_string_lossy();
+        let mut in_library = false;
+        let mut total = 0;
+        for line in smaps.lines() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                in_library = line.contains(copy.as_ref());
+            } else if in_library && let Some(kb) = line.strip_prefix("Rss:") {
+                total += kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0);
+            }
+        }
+        total
+    }
 }
 
 /// Why a checked library could not be loaded.
@@ -71,10 +99,20 @@ pub fn remove_copies_dir() {
     }
 }
 
-/// Copies a library into the private directory under a new generation's name. Everything
-/// after this — the allow-list hash, the metadata check, `dlopen` — reads the copy, so the
-/// file in the plugin directory can change at any time without affecting what was checked.
-pub fn private_copy(path: &Path) -> std::io::Result<(PathBuf, u64)> {
+/// A library copied into the private directory under a new generation's name.
+pub struct PrivateCopy {
+    pub path: PathBuf,
+    pub generation: u64,
+    /// XXH3-128 of the content, hex: tells a reload whether this content is loaded already
+    /// (identity, not trust: the allow-list uses SHA-256).
+    pub content_hash: String,
+}
+
+/// Copies a library into the private directory under a new generation's name, fingerprinting
+/// it on the way. Everything after this — the allow-list hash, the metadata check, `dlopen` —
+/// reads the copy, so the file in the plugin directory can change at any time without
+/// affecting what was checked.
+pub fn private_copy(path: &Path) -> std::io::Result<PrivateCopy> {
     let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
     let name = path
         .file_name()
@@ -86,8 +124,21 @@ pub fn private_copy(path: &Path) -> std::io::Result<(PathBuf, u64)> {
         .write(true)
         .create_new(true)
         .open(&copy)?;
-    std::io::copy(&mut source, &mut target)?;
-    Ok((copy, generation))
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = source.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        target.write_all(&buffer[..read])?;
+    }
+    Ok(PrivateCopy {
+        path: copy,
+        generation,
+        content_hash: format!("{:032x}", hasher.digest128()),
+    })
 }
 
 /// Loads a checked library from its private copy (see [`private_copy`]) and builds its engine.
@@ -134,6 +185,7 @@ pub fn load(
         metadata: checked.metadata.clone(),
         version: checked.version.clone(),
         generation,
+        copy: copy.clone(),
         _handle: ManuallyDrop::new(handle),
     };
     Ok((library, engine))

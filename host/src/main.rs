@@ -54,7 +54,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// List the engines: name, version, origin and plugin-api version.
+    /// List the engines: every generation with version, plugin-api version, state, origin and
+    /// the tables it serves.
     Engines {
         /// Also list each engine's parameters.
         #[arg(long)]
@@ -89,11 +90,15 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
-    /// Interactive SQL prompt with history.
+    /// Interactive SQL prompt with history; `\reload` loads new engine libraries.
     Shell {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Reload when a library is added to, replaced in or removed from a plugin directory
+        /// (checked every second; acted on once the directory is still).
+        #[arg(long)]
+        watch: bool,
     },
 }
 
@@ -144,7 +149,7 @@ fn main() -> ExitCode {
         },
         init_timeout: Duration::from_secs(cli.init_timeout),
     };
-    let host = Host::start(&options);
+    let host = std::sync::Arc::new(Host::start(&options));
     if !cli.quiet {
         for problem in &host.report.problems {
             eprintln!("warning: {problem}");
@@ -163,9 +168,9 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            Command::Engines { verbose } => commands::engines(&host, verbose),
+            Command::Engines { verbose } => commands::engines(&host, verbose).await,
             Command::Snapshot { create, dest } => commands::snapshot(&host, &create, &dest).await,
-            Command::Shell { format } => commands::shell(&host, format).await,
+            Command::Shell { format, watch } => commands::shell(&host, format, watch).await,
             Command::CheckPlugin { .. } | Command::Plugin { .. } | Command::NewEngine { .. } => {
                 unreachable!("handled before start-up")
             }

@@ -21,7 +21,7 @@ use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPus
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::load::LoadedLibrary;
-use crate::plugin_exec::PluginExec;
+use crate::plugin_exec::{KeepAlive, PluginExec};
 
 /// An engine served by a loaded library.
 pub struct PluginAccelerator {
@@ -110,6 +110,10 @@ impl PluginTable {
     pub fn library(&self) -> &Arc<LoadedLibrary> {
         &self.library
     }
+
+    fn keep_alive(&self) -> KeepAlive {
+        Arc::clone(&self.library) as KeepAlive
+    }
 }
 
 #[async_trait]
@@ -141,7 +145,7 @@ impl TableProvider for PluginTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = self.table.scan(state, projection, filters, limit).await?;
-        Ok(PluginExec::wrap(plan, &self.library))
+        Ok(PluginExec::wrap(plan, &self.keep_alive()))
     }
 
     async fn insert_into(
@@ -151,6 +155,6 @@ impl TableProvider for PluginTable {
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = self.table.insert_into(state, input, insert_op).await?;
-        Ok(PluginExec::wrap(plan, &self.library))
+        Ok(PluginExec::wrap(plan, &self.keep_alive()))
     }
 }

@@ -1,13 +1,16 @@
 //! A plan that came from a plugin library, as the host's planner and optimizer see it.
 //!
 //! Two jobs:
-//! - **keep-alive**: the plan and each stream it produces hold an `Arc` of the library;
+//! - **keep-alive**: the plan and each stream it produces hold what must outlive them — the
+//!   library's `Arc`, and for a managed table the read guard that makes a hand-over wait for
+//!   running queries (see `managed_table`);
 //! - **input requirements**: datafusion-ffi does not carry a plan's required input distribution
 //!   across the boundary, so the host's optimizer would treat a plugin's insert plan (a
 //!   `DataSinkExec`, which reads input partition 0 only) as accepting any partitioning — and
 //!   split its input into several partitions, silently dropping all but one. This wrapper
 //!   declares that every child must be a single partition, which is always correct.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -24,22 +27,27 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::load::LoadedLibrary;
+/// Something a plan and its streams keep alive.
+pub type KeepAlive = Arc<dyn Any + Send + Sync>;
 
-#[derive(Debug)]
 pub struct PluginExec {
     inner: Arc<dyn ExecutionPlan>,
-    library: Arc<LoadedLibrary>,
+    keep_alive: KeepAlive,
+}
+
+impl fmt::Debug for PluginExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginExec")
+            .field("inner", &self.inner)
+            .finish()
+    }
 }
 
 impl PluginExec {
-    pub fn wrap(
-        inner: Arc<dyn ExecutionPlan>,
-        library: &Arc<LoadedLibrary>,
-    ) -> Arc<dyn ExecutionPlan> {
+    pub fn wrap(inner: Arc<dyn ExecutionPlan>, keep_alive: &KeepAlive) -> Arc<dyn ExecutionPlan> {
         Arc::new(Self {
             inner,
-            library: Arc::clone(library),
+            keep_alive: Arc::clone(keep_alive),
         })
     }
 }
@@ -87,7 +95,7 @@ impl ExecutionPlan for PluginExec {
         options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let inner = Arc::clone(&self.inner).replace_children(children, options)?;
-        Ok(Self::wrap(inner, &self.library))
+        Ok(Self::wrap(inner, &self.keep_alive))
     }
 
     fn with_new_children(
@@ -105,9 +113,9 @@ impl ExecutionPlan for PluginExec {
     ) -> Result<SendableRecordBatchStream> {
         let stream = self.inner.execute(partition, context)?;
         let schema = stream.schema();
-        let library = Arc::clone(&self.library);
+        let keep_alive = Arc::clone(&self.keep_alive);
         let kept_alive = stream.map(move |batch| {
-            let _library = &library;
+            let _kept = &keep_alive;
             batch
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept_alive)))

@@ -1,11 +1,16 @@
 //! Step 4 of the pipeline: the engine registry. Built-in engines (from the `linkme` slice) and
 //! loaded plugins, behind one `Arc<dyn DataAccelerator>` each, with their origin and version.
 //! Nothing above the registry knows where an engine came from.
+//!
+//! A plugin engine may be loaded in several versions at once, each a **generation** (its own
+//! copy of its library): tables choose among them by their `engine_version` pin (default: the
+//! highest), a reload adds generations while the host serves, and a generation that no table
+//! uses any more is retired (its `shutdown` called; its code stays mapped, see `load`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use accel_plugin_api::metadata::{ABI_MAJOR, ABI_MINOR};
 use accel_plugin_api::{BUILTIN_ENGINES, DataAccelerator};
@@ -28,14 +33,36 @@ impl fmt::Display for Origin {
     }
 }
 
-/// One registered engine.
-#[derive(Clone)]
+/// Whether a generation serves new tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Active,
+    /// No table uses it any more; its `shutdown` was called. `resident_kb`: memory its library
+    /// mappings still occupied when it was retired.
+    Retired {
+        resident_kb: u64,
+    },
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Active => f.write_str("active"),
+            State::Retired { resident_kb } => write!(f, "retired ({resident_kb} kB resident)"),
+        }
+    }
+}
+
+/// One registered engine: a built-in engine, or one generation of a plugin engine.
 pub struct RegisteredEngine {
     pub accelerator: Arc<dyn DataAccelerator>,
     pub origin: Origin,
     pub version: semver::Version,
     /// Plugin-api ABI version the engine was built for (`major.minor`).
     pub api_version: String,
+    /// Content hash of the library file, for plugins (a reload skips content already loaded).
+    pub hash: Option<String>,
+    state: Mutex<State>,
 }
 
 impl fmt::Debug for RegisteredEngine {
@@ -48,41 +75,112 @@ impl fmt::Debug for RegisteredEngine {
     }
 }
 
-/// All engines of this host, by name.
+impl RegisteredEngine {
+    pub fn name(&self) -> &str {
+        self.accelerator.name()
+    }
+
+    pub fn state(&self) -> State {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.state() == State::Active
+    }
+
+    /// `name version (origin)`, for messages.
+    pub fn describe(&self) -> String {
+        format!("`{}` {} ({})", self.name(), self.version, self.origin)
+    }
+
+    pub(crate) fn set_retired(&self, resident_kb: u64) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Retired { resident_kb };
+    }
+}
+
+/// All engines of this host: every generation, by engine name, in ascending version order.
+/// Shared by the session's table factories and by reloads, hence the lock inside.
 #[derive(Debug, Default)]
 pub struct EngineRegistry {
-    engines: BTreeMap<String, RegisteredEngine>,
+    engines: RwLock<BTreeMap<String, Vec<Arc<RegisteredEngine>>>>,
+    /// Plugin files whose content is loaded, as they were on disk: a reload skips them without
+    /// reading them again.
+    known_files: Mutex<HashSet<FileIdentity>>,
+}
+
+/// A file as `stat` sees it: path, device, inode, size and modification time. Replacing or
+/// rewriting the file changes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileIdentity {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified_ns: i128,
+}
+
+impl FileIdentity {
+    pub fn of(path: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(Self {
+            path: path.to_owned(),
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified_ns: i128::from(metadata.mtime()) * 1_000_000_000
+                + i128::from(metadata.mtime_nsec()),
+        })
+    }
 }
 
 impl EngineRegistry {
     /// A registry holding the engines linked into this binary.
     pub fn with_builtins() -> Self {
-        let mut registry = Self::default();
+        let registry = Self::default();
         let version = semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("crate version");
-        for construct in BUILTIN_ENGINES {
-            let accelerator = construct();
-            registry.engines.insert(
-                accelerator.name().to_owned(),
-                RegisteredEngine {
-                    accelerator,
-                    origin: Origin::BuiltIn,
-                    version: version.clone(),
-                    api_version: format!("{ABI_MAJOR}.{ABI_MINOR}"),
-                },
-            );
+        {
+            let mut engines = registry.write();
+            for construct in BUILTIN_ENGINES {
+                let accelerator = construct();
+                engines.insert(
+                    accelerator.name().to_owned(),
+                    vec![Arc::new(RegisteredEngine {
+                        accelerator,
+                        origin: Origin::BuiltIn,
+                        version: version.clone(),
+                        api_version: format!("{ABI_MAJOR}.{ABI_MINOR}"),
+                        hash: None,
+                        state: Mutex::new(State::Active),
+                    })],
+                );
+            }
         }
         registry
     }
 
-    /// Adds a loaded plugin engine. Refused (with the reason) when its name is taken.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Vec<Arc<RegisteredEngine>>>> {
+        self.engines.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Vec<Arc<RegisteredEngine>>>> {
+        self.engines.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a loaded plugin engine as a new generation. Refused (with the reason) when its name
+    /// belongs to a built-in engine or its version is already loaded.
     pub fn register_plugin(
-        &mut self,
+        &self,
         engine: PluginAccelerator,
-    ) -> Result<&RegisteredEngine, String> {
+        hash: String,
+    ) -> Result<Arc<RegisteredEngine>, String> {
         let library = Arc::clone(engine.library());
         let name = engine.name().to_owned();
-        self.check_name_free(&name, &library.version, &library.path)?;
-        let registered = RegisteredEngine {
+        let mut engines = self.write();
+        check_name_free(&engines, &name, &library.version, &library.path)?;
+        let registered = Arc::new(RegisteredEngine {
             accelerator: Arc::new(engine),
             origin: Origin::Plugin {
                 path: library.path.clone(),
@@ -93,60 +191,129 @@ impl EngineRegistry {
                 "{}.{}",
                 library.metadata.abi_major, library.metadata.abi_minor
             ),
-        };
-        Ok(self.engines.entry(name).or_insert(registered))
+            hash: Some(hash),
+            state: Mutex::new(State::Active),
+        });
+        let generations = engines.entry(name).or_default();
+        generations.push(Arc::clone(&registered));
+        generations.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(registered)
     }
 
-    /// Refuses a plugin engine whose name is already taken (by a built-in engine or an
-    /// already loaded library). Called with the library's metadata before it is loaded, and
-    /// again when it registers.
+    /// Refuses a plugin engine named like a built-in engine, or whose version is already
+    /// loaded. Called with the library's metadata before it is loaded, and again when it
+    /// registers.
     pub fn check_name_free(
         &self,
         name: &str,
         version: &semver::Version,
         path: &std::path::Path,
     ) -> Result<(), String> {
-        let Some(existing) = self.engines.get(name) else {
-            return Ok(());
-        };
-        Err(match &existing.origin {
-            Origin::BuiltIn => format!(
-                "{}: refused: engine `{name}` is built into this host; rename the plugin's engine",
-                path.display()
-            ),
-            Origin::Plugin { path: loaded, .. } => format!(
-                "{}: refused: engine `{name}` {version} is already loaded from {} (version {}); \
-                 keep one library per engine in the plugin directories",
-                path.display(),
-                loaded.display(),
-                existing.version
-            ),
+        check_name_free(&self.read(), name, version, path)
+    }
+
+    /// The generation a table pinned to `requirement` (or unpinned: `None`) uses: the highest
+    /// active one that matches.
+    pub fn choose(
+        &self,
+        name: &str,
+        requirement: Option<&semver::VersionReq>,
+    ) -> Option<Arc<RegisteredEngine>> {
+        self.read().get(name).and_then(|generations| {
+            generations
+                .iter()
+                .rev()
+                .filter(|g| g.is_active())
+                .find(|g| requirement.is_none_or(|r| r.matches(&g.version)))
+                .cloned()
         })
     }
 
-    pub fn get(&self, name: &str) -> Option<&RegisteredEngine> {
-        self.engines.get(name)
+    /// The highest active generation of `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<RegisteredEngine>> {
+        self.choose(name, None)
     }
 
-    pub fn engines(&self) -> impl Iterator<Item = &RegisteredEngine> {
-        self.engines.values()
+    /// Every generation of every engine, by name then version.
+    pub fn engines(&self) -> Vec<Arc<RegisteredEngine>> {
+        self.read().values().flatten().cloned().collect()
     }
 
-    pub fn names(&self) -> Vec<&str> {
-        self.engines.keys().map(String::as_str).collect()
+    /// The generation loaded from a library with this content (in any state).
+    pub fn by_hash(&self, hash: &str) -> Option<Arc<RegisteredEngine>> {
+        self.read()
+            .values()
+            .flatten()
+            .find(|g| g.hash.as_deref() == Some(hash))
+            .cloned()
     }
 
-    /// Shuts every engine down (flushes files, closes pools); reports failures.
+    /// Whether this file, unchanged on disk, was already found to hold loaded content.
+    pub fn is_known_file(&self, identity: &FileIdentity) -> bool {
+        self.known_files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(identity)
+    }
+
+    /// Remembers that this file (when it could be read) holds loaded content.
+    pub fn remember_file_opt(&self, identity: Option<FileIdentity>) {
+        if let Some(identity) = identity {
+            self.known_files
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(identity);
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// Shuts every active generation down (flushes files, closes pools); reports failures.
     pub async fn shutdown(&self) -> Vec<String> {
         let mut failures = Vec::new();
-        for engine in self.engines.values() {
+        for engine in self.engines().into_iter().filter(|g| g.is_active()) {
             if let Err(e) = engine.accelerator.shutdown().await {
                 failures.push(format!(
-                    "engine `{}`: shutdown failed: {e}",
-                    engine.accelerator.name()
+                    "engine {}: shutdown failed: {e}",
+                    engine.describe()
                 ));
             }
         }
         failures
     }
+}
+
+fn check_name_free(
+    engines: &BTreeMap<String, Vec<Arc<RegisteredEngine>>>,
+    name: &str,
+    version: &semver::Version,
+    path: &std::path::Path,
+) -> Result<(), String> {
+    let Some(generations) = engines.get(name) else {
+        return Ok(());
+    };
+    for existing in generations {
+        match &existing.origin {
+            Origin::BuiltIn => {
+                return Err(format!(
+                    "{}: refused: engine `{name}` is built into this host; rename the plugin's \
+                     engine",
+                    path.display()
+                ));
+            }
+            Origin::Plugin { path: loaded, .. } if &existing.version == version => {
+                return Err(format!(
+                    "{}: refused: engine `{name}` {version} is already loaded from {}; a new \
+                     build of an engine needs a new version (bump the crate version) to be \
+                     loaded next to it",
+                    path.display(),
+                    loaded.display(),
+                ));
+            }
+            Origin::Plugin { .. } => {}
+        }
+    }
+    Ok(())
 }

@@ -1,10 +1,11 @@
-//! Step 5 of the pipeline: serve SQL. One DataFusion `TableProviderFactory` per registered
-//! engine routes `CREATE EXTERNAL TABLE … STORED AS <engine>` to that engine's
-//! `create_external_table`, with the dataset described as an `AccelerationSource`.
+//! Step 5 of the pipeline: serve SQL. One DataFusion `TableProviderFactory` per engine name
+//! routes `CREATE EXTERNAL TABLE … STORED AS <engine>` to the generation of that engine the
+//! table's pin selects, with the dataset described as an `AccelerationSource`; the table it
+//! returns is a [`ManagedTable`], which a newer generation can take over.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use accel_plugin_api::{AccelerationSourceSpec, Mode, PartitionedBy, async_trait};
@@ -16,6 +17,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{CreateExternalTable, col};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::managed_table::ManagedTable;
 use crate::registry::{EngineRegistry, RegisteredEngine};
 
 /// `LOCATION` value that selects memory mode.
@@ -30,33 +32,60 @@ pub const COMMON_OPTIONS: &[&str] = &[
     "snapshot",
 ];
 
-/// Builds a session whose table factories are the registry's engines.
-pub fn session_context(
-    registry: &EngineRegistry,
-    data_dir: PathBuf,
-    init_timeout: Duration,
-) -> SessionContext {
+/// What the session's table factories share: the engines, the tables they created, and the
+/// settings tables are created with.
+#[derive(Debug)]
+pub struct Serving {
+    pub registry: Arc<EngineRegistry>,
+    pub tables: Tables,
+    pub data_dir: PathBuf,
+    pub init_timeout: Duration,
+}
+
+/// The tables created through engines (dropped tables disappear on their own).
+#[derive(Debug, Default)]
+pub struct Tables(Mutex<Vec<Weak<ManagedTable>>>);
+
+impl Tables {
+    fn register(&self, table: &Arc<ManagedTable>) {
+        let mut tables = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        tables.retain(|t| t.strong_count() > 0);
+        tables.push(Arc::downgrade(table));
+    }
+
+    /// Every table still in use.
+    pub fn all(&self) -> Vec<Arc<ManagedTable>> {
+        let tables = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        tables.iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
+/// Builds a session with one table factory per engine name.
+pub fn session_context(serving: &Arc<Serving>) -> SessionContext {
     let mut builder = SessionStateBuilder::new()
         .with_config(SessionConfig::new().with_information_schema(true))
         .with_default_features();
     let factories = builder.table_factories().get_or_insert_with(HashMap::new);
-    for engine in registry.engines() {
-        let factory = EngineTableFactory {
-            engine: engine.clone(),
-            data_dir: data_dir.clone(),
-            init_timeout,
-        };
-        factories.insert(engine.accelerator.name().to_uppercase(), Arc::new(factory));
+    for name in serving.registry.names() {
+        factories.insert(name.to_uppercase(), factory(serving, &name));
     }
     SessionContext::new_with_state(builder.build())
 }
 
-/// Routes `CREATE EXTERNAL TABLE … STORED AS <engine>` to one engine.
+/// The factory of `STORED AS <name>`.
+pub fn factory(serving: &Arc<Serving>, name: &str) -> Arc<dyn TableProviderFactory> {
+    Arc::new(EngineTableFactory {
+        serving: Arc::clone(serving),
+        name: name.to_owned(),
+    })
+}
+
+/// Routes `CREATE EXTERNAL TABLE … STORED AS <engine>` to the generation of that engine the
+/// table's `engine_version` pin selects (default: the highest).
 #[derive(Debug)]
 struct EngineTableFactory {
-    engine: RegisteredEngine,
-    data_dir: PathBuf,
-    init_timeout: Duration,
+    serving: Arc<Serving>,
+    name: String,
 }
 
 #[async_trait]
@@ -66,44 +95,91 @@ impl TableProviderFactory for EngineTableFactory {
         state: &dyn Session,
         cmd: &CreateExternalTable,
     ) -> Result<Arc<dyn TableProvider>> {
-        let engine = &self.engine.accelerator;
         let mut cmd = cmd.clone();
         cmd.options = unprefixed_options(&cmd.options);
-        check_options(&self.engine, &cmd.options)?;
-        if let Some(requirement) = cmd.options.get("engine_version") {
-            check_engine_version(&self.engine, requirement)?;
-        }
-        let source = acceleration_source(&cmd, engine.name(), &self.data_dir)?;
-        if !engine.is_initialized(&source) {
-            let init = tokio::time::timeout(self.init_timeout, engine.init(&source));
-            let Ok(status) = init.await else {
-                return plan_err!(
-                    "engine `{}`: init of table `{}` did not finish within {:?}; the table was \
-                     not created (the engine may be stuck restoring its data)",
-                    engine.name(),
-                    cmd.name,
-                    self.init_timeout
-                );
-            };
-            status?;
-        }
-        let partition_by = cmd
-            .table_partition_cols
-            .iter()
-            .map(|c| PartitionedBy {
-                name: c.clone(),
-                expression: col(c.as_str()),
-            })
-            .collect();
-        let runtime_env = Arc::clone(state.runtime_env());
-        let declared = Arc::new(cmd.schema.as_arrow().clone());
-        let name = cmd.name.to_string();
-        let table = engine
-            .create_external_table(cmd, Some(&source), partition_by, runtime_env)
-            .await?;
-        check_schema(engine.name(), &name, &declared, &table.schema())?;
+        let pin = cmd
+            .options
+            .get("engine_version")
+            .map(|requirement| parse_requirement(requirement))
+            .transpose()?;
+        let generation = self.choose(pin.as_ref())?;
+        let source = acceleration_source(&cmd, &self.name, &self.serving.data_dir)?;
+        let provider =
+            create_on(&generation, &cmd, &source, state, self.serving.init_timeout).await?;
+        let table = Arc::new(ManagedTable::new(cmd, source, pin, generation, provider));
+        self.serving.tables.register(&table);
         Ok(table)
     }
+}
+
+impl EngineTableFactory {
+    fn choose(&self, pin: Option<&semver::VersionReq>) -> Result<Arc<RegisteredEngine>> {
+        if let Some(generation) = self.serving.registry.choose(&self.name, pin) {
+            return Ok(generation);
+        }
+        let loaded: Vec<String> = self
+            .serving
+            .registry
+            .engines()
+            .iter()
+            .filter(|g| g.name() == self.name)
+            .map(|g| format!("{} ({}, {})", g.version, g.state(), g.origin))
+            .collect();
+        let name = &self.name;
+        plan_err!(
+            "the table needs engine `{name}` {}, but the loaded generations are: {}; install a \
+             matching engine library or change engine_version",
+            pin.map(ToString::to_string).unwrap_or_default(),
+            loaded.join(", ")
+        )
+    }
+}
+
+/// Creates (or opens) the table `cmd` describes on one engine generation: options checked,
+/// storage initialised (bounded by `init_timeout`), the provider's schema checked against the
+/// declared one.
+pub async fn create_on(
+    engine: &RegisteredEngine,
+    cmd: &CreateExternalTable,
+    source: &AccelerationSourceSpec,
+    state: &dyn Session,
+    init_timeout: Duration,
+) -> Result<Arc<dyn TableProvider>> {
+    let accelerator = &engine.accelerator;
+    check_options(engine, &cmd.options)?;
+    if !accelerator.is_initialized(source) {
+        let init = tokio::time::timeout(init_timeout, accelerator.init(source));
+        let Ok(status) = init.await else {
+            return plan_err!(
+                "engine `{}`: init of table `{}` did not finish within {:?}; the table was \
+                 not created (the engine may be stuck restoring its data)",
+                accelerator.name(),
+                cmd.name,
+                init_timeout
+            );
+        };
+        status?;
+    }
+    let partition_by = cmd
+        .table_partition_cols
+        .iter()
+        .map(|c| PartitionedBy {
+            name: c.clone(),
+            expression: col(c.as_str()),
+        })
+        .collect();
+    let runtime_env = Arc::clone(state.runtime_env());
+    let declared = Arc::new(cmd.schema.as_arrow().clone());
+    let table = accelerator
+        .create_external_table(cmd.clone(), Some(source), partition_by, runtime_env)
+        .await?;
+    check_schema(
+        accelerator.name(),
+        &cmd.name.to_string(),
+        &declared,
+        &table.schema(),
+    )?;
+    Ok(table)
 }
 
 /// An engine's table must have the declared columns: names and types, in order.
@@ -133,23 +209,13 @@ fn check_schema(engine: &str, table: &str, declared: &SchemaRef, actual: &Schema
     )
 }
 
-/// `OPTIONS ('engine_version' '^1.2')`: the table needs an engine version in that range.
-fn check_engine_version(engine: &RegisteredEngine, requirement: &str) -> Result<()> {
-    let name = engine.accelerator.name();
-    let range = semver::VersionReq::parse(requirement).map_err(|e| {
+/// `OPTIONS ('engine_version' '^1.2')`: the semver range of engine versions a table accepts.
+fn parse_requirement(requirement: &str) -> Result<semver::VersionReq> {
+    semver::VersionReq::parse(requirement).map_err(|e| {
         DataFusionError::Plan(format!(
             "option engine_version '{requirement}' is not a semver requirement ({e}); e.g. '^1.2'"
         ))
-    })?;
-    if range.matches(&engine.version) {
-        return Ok(());
-    }
-    plan_err!(
-        "the table needs engine `{name}` {requirement}, but the loaded `{name}` is {} ({}); \
-         install a matching engine library or change engine_version",
-        engine.version,
-        engine.origin
-    )
+    })
 }
 
 /// The dataset a `CREATE EXTERNAL TABLE` describes, as engines see it (options already
@@ -237,7 +303,7 @@ mod tests {
     #[test]
     fn arbitrary_option_keys_never_panic() {
         let registry = EngineRegistry::with_builtins();
-        let engine = registry.get("arrow").unwrap();
+        let engine = &registry.get("arrow").unwrap();
         let samples = [
             "",
             "format.",

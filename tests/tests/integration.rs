@@ -9,6 +9,7 @@ mod integration {
     mod fixtures;
     mod host_library;
     mod hostile;
+    mod hot_swap;
     mod keys;
     mod out_of_tree;
     mod panics;

@@ -30,8 +30,9 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// entry symbol. The engine type must implement [`crate::DataAccelerator`] and `Default`, and
 /// its `name()` must equal the name given here.
 ///
-/// The engine version is the crate's `CARGO_PKG_VERSION`, or `ACCEL_ENGINE_VERSION` when that
-/// variable is set at build time (used to build two versions of one crate cheaply).
+/// The engine version is the crate's `CARGO_PKG_VERSION`, or `ACCEL_ENGINE_VERSION_<name>`
+/// (e.g. `ACCEL_ENGINE_VERSION_sqlite`) when that variable is set at build time: a second
+/// version of one engine crate, rebuilding only that crate (the hot-swap tests use it).
 ///
 /// ```text
 /// accel_plugin_api::export_accelerator!(DuckDbAccelerator, "duckdb");
@@ -44,10 +45,11 @@ macro_rules! export_accelerator {
 
         impl $crate::sdk::ExportedEngine for __AccelExportedEngine {
             const NAME: &'static str = $name;
-            const VERSION: &'static str = match ::std::option_env!("ACCEL_ENGINE_VERSION") {
-                Some(version) => version,
-                None => ::std::env!("CARGO_PKG_VERSION"),
-            };
+            const VERSION: &'static str =
+                match ::std::option_env!(::std::concat!("ACCEL_ENGINE_VERSION_", $name)) {
+                    Some(version) => version,
+                    None => ::std::env!("CARGO_PKG_VERSION"),
+                };
             fn construct() -> ::std::sync::Arc<dyn $crate::DataAccelerator> {
                 ::std::sync::Arc::new(<$engine as ::std::default::Default>::default())
             }

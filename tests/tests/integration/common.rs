@@ -44,6 +44,12 @@ pub fn sqlite_library() -> PathBuf {
     ))
 }
 
+/// Version 0.2.0 of the SQLite engine library (the same crate, its version overridden at build
+/// time), built by `scripts/test` for the hot-swap tests.
+pub fn sqlite_v2_library() -> PathBuf {
+    artifact("fixtures/libaccel_engine_sqlite-0.2.0.so")
+}
+
 /// The misbehaving test engine library built by this workspace.
 pub fn chaos_library() -> PathBuf {
     artifact(&format!(

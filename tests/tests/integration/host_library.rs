@@ -331,7 +331,7 @@ async fn engine_version_pins_and_unsupported_options_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        pinned.contains("needs engine `duckdb` >=2, but the loaded `duckdb` is 0.1.0"),
+        pinned.contains("needs engine `duckdb` >=2, but the loaded generations are: 0.1.0 (active"),
         "{pinned}"
     );
     let bad = host

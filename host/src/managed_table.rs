@@ -1,0 +1,354 @@
+//! A table as the session sees it: a stable `TableProvider` in front of the engine generation
+//! that currently serves it, so a newer generation can take the table over while queries run.
+//!
+//! Each query's plan (and every stream it produces) holds a read guard on the table's current
+//! provider. A hand-over takes the write guard: it waits (bounded) for the running queries to
+//! finish on the old generation, queries that arrive meanwhile wait (bounded) for it, and
+//! everything after sees the new generation.
+//!
+//! - **file mode**: the old generation's providers of every table in the file are dropped first
+//!   (the engine closes the file when its last table goes: two engine copies must never hold one
+//!   file open), then the new generation opens them; if it cannot, the old one reopens them.
+//! - **memory mode**: the new generation's table is created and the rows copied across before
+//!   the switch; on any failure the table stays where it was.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use accel_plugin_api::{AccelerationLayout, AccelerationSourceSpec, Mode};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Constraints;
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::SessionContext;
+use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
+
+use crate::plugin_exec::{KeepAlive, PluginExec};
+use crate::registry::RegisteredEngine;
+use crate::serve::create_on;
+
+/// Longest a query waits for a hand-over in progress.
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(30);
+/// Longest a hand-over waits for the queries running on the old generation.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(10);
+
+/// The generation serving a table, and its provider there.
+pub struct Current {
+    pub generation: Arc<RegisteredEngine>,
+    /// `None` only inside a file-mode hand-over, between releasing the file and reopening it.
+    provider: Option<Arc<dyn TableProvider>>,
+}
+
+impl Current {
+    fn provider(&self) -> Result<&Arc<dyn TableProvider>> {
+        self.provider.as_ref().ok_or_else(|| {
+            DataFusionError::Execution(format!(
+                "the table is not open: its hand-over to a new generation of engine {} failed \
+                 and reopening it failed too (see the reload report); its data is untouched",
+                self.generation.describe()
+            ))
+        })
+    }
+}
+
+/// A table created through an engine, with what it takes to recreate it on another
+/// generation.
+pub struct ManagedTable {
+    pub name: String,
+    pub engine: String,
+    /// The statement it was created with (options unprefixed).
+    cmd: CreateExternalTable,
+    source: AccelerationSourceSpec,
+    /// `engine_version` requirement; `None` follows the highest generation.
+    pub pin: Option<semver::VersionReq>,
+    schema: SchemaRef,
+    constraints: Constraints,
+    current: Arc<RwLock<Current>>,
+}
+
+impl fmt::Debug for ManagedTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagedTable")
+            .field("name", &self.name)
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+impl ManagedTable {
+    pub fn new(
+        cmd: CreateExternalTable,
+        source: AccelerationSourceSpec,
+        pin: Option<semver::VersionReq>,
+        generation: Arc<RegisteredEngine>,
+        provider: Arc<dyn TableProvider>,
+    ) -> Self {
+        Self {
+            name: cmd.name.to_string(),
+            engine: generation.name().to_owned(),
+            schema: Arc::new(cmd.schema.as_arrow().clone()),
+            constraints: cmd.constraints.clone(),
+            cmd,
+            source,
+            pin,
+            current: Arc::new(RwLock::new(Current {
+                generation,
+                provider: Some(provider),
+            })),
+        }
+    }
+
+    /// The generation serving the table now (waits for a hand-over in progress).
+    pub async fn generation(&self) -> Arc<RegisteredEngine> {
+        Arc::clone(&self.current.read().await.generation)
+    }
+
+    /// The file the table is stored in, for file-mode tables.
+    pub fn file(&self) -> Option<std::path::PathBuf> {
+        if self.source.mode != Mode::File {
+            return None;
+        }
+        let current = self.current.try_read().ok()?;
+        match current
+            .generation
+            .accelerator
+            .acceleration_layout(&self.source)
+        {
+            AccelerationLayout::File(path) => Some(path),
+            _ => None,
+        }
+    }
+
+    pub fn is_file_mode(&self) -> bool {
+        self.source.mode == Mode::File
+    }
+
+    /// Whether `generation` should take this table over: newer than the current one, and
+    /// allowed by the table's pin.
+    pub async fn wants(&self, generation: &RegisteredEngine) -> bool {
+        let current = self.current.read().await;
+        generation.name() == self.engine
+            && generation.version > current.generation.version
+            && self
+                .pin
+                .as_ref()
+                .is_none_or(|pin| pin.matches(&generation.version))
+    }
+
+    /// A read guard for one query: the plan and its streams keep it until they are dropped.
+    async fn enter(&self) -> Result<Arc<tokio::sync::OwnedRwLockReadGuard<Current>>> {
+        let guard = tokio::time::timeout(HANDOVER_WAIT, Arc::clone(&self.current).read_owned())
+            .await
+            .map_err(|_| {
+                DataFusionError::Execution(format!(
+                    "table `{}` is being handed over to a new engine generation and did not \
+                     become available within {HANDOVER_WAIT:?}; retry the query",
+                    self.name
+                ))
+            })?;
+        Ok(Arc::new(guard))
+    }
+
+    async fn lock(&self) -> Result<OwnedRwLockWriteGuard<Current>, String> {
+        tokio::time::timeout(DRAIN_WAIT, Arc::clone(&self.current).write_owned())
+            .await
+            .map_err(|_| {
+                format!(
+                    "table `{}`: queries still running on the old generation after {DRAIN_WAIT:?}",
+                    self.name
+                )
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for ManagedTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        Some(&self.constraints)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    /// Asks the serving generation; during a hand-over every filter is `Inexact` (DataFusion
+    /// keeps it above the scan, which is right whatever the engine does with it).
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        match self.current.try_read() {
+            Ok(current) => current.provider()?.supports_filters_pushdown(filters),
+            Err(_) => Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]),
+        }
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let guard = self.enter().await?;
+        let plan = guard
+            .provider()?
+            .scan(state, projection, filters, limit)
+            .await?;
+        Ok(PluginExec::wrap(plan, &(guard as KeepAlive)))
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let guard = self.enter().await?;
+        let plan = guard
+            .provider()?
+            .insert_into(state, input, insert_op)
+            .await?;
+        Ok(PluginExec::wrap(plan, &(guard as KeepAlive)))
+    }
+}
+
+/// Moves `tables` — one memory table, or every table stored in one file — to `generation`.
+/// All or nothing: on failure every table is left on (or reopened on) the generation it was on,
+/// and the error says why.
+pub async fn hand_over(
+    tables: &[Arc<ManagedTable>],
+    generation: &Arc<RegisteredEngine>,
+    context: &SessionContext,
+    init_timeout: Duration,
+) -> Result<(), String> {
+    let mut guards = Vec::with_capacity(tables.len());
+    for table in tables {
+        guards.push(table.lock().await?);
+    }
+    let file_mode = tables.iter().all(|t| t.is_file_mode());
+    let outcome = if file_mode {
+        reopen_files(tables, &mut guards, generation, context, init_timeout).await
+    } else {
+        copy_rows(tables, &mut guards, generation, context, init_timeout).await
+    };
+    drop(guards);
+    outcome
+}
+
+/// Memory mode: new tables filled with the old tables' rows, then switched to.
+async fn copy_rows(
+    tables: &[Arc<ManagedTable>],
+    guards: &mut [OwnedRwLockWriteGuard<Current>],
+    generation: &Arc<RegisteredEngine>,
+    context: &SessionContext,
+    init_timeout: Duration,
+) -> Result<(), String> {
+    let state = context.state();
+    let mut created = Vec::with_capacity(tables.len());
+    for (table, guard) in tables.iter().zip(guards.iter()) {
+        let fail = |what: &str, e: DataFusionError| format!("table `{}`: {what}: {e}", table.name);
+        let old = guard.provider().map_err(|e| fail("reading", e))?;
+        let plan = old
+            .scan(&state, None, &[], None)
+            .await
+            .map_err(|e| fail("reading the rows", e))?;
+        let batches = collect(plan, context.task_ctx())
+            .await
+            .map_err(|e| fail("reading the rows", e))?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let new = create_on(generation, &table.cmd, &table.source, &state, init_timeout)
+            .await
+            .map_err(|e| fail("creating it on the new generation", e))?;
+        let input = MemorySourceConfig::try_new_exec(&[batches], table.schema(), None)
+            .map_err(|e| fail("copying the rows", e))?;
+        let insert = new
+            .insert_into(&state, input, InsertOp::Append)
+            .await
+            .map_err(|e| fail("copying the rows", e))?;
+        let written = collect(insert, context.task_ctx())
+            .await
+            .map_err(|e| fail("copying the rows", e))?;
+        let count = written
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+            })
+            .map(|c| c.value(0) as usize);
+        if count != Some(rows) {
+            return Err(format!(
+                "table `{}`: the new generation stored {count:?} rows of {rows}; kept the old",
+                table.name
+            ));
+        }
+        created.push(new);
+    }
+    for (guard, new) in guards.iter_mut().zip(created) {
+        guard.provider = Some(new);
+        guard.generation = Arc::clone(generation);
+    }
+    Ok(())
+}
+
+/// File mode: the old generation lets go of the file, the new one opens it; if it cannot, the
+/// old one opens it again.
+async fn reopen_files(
+    tables: &[Arc<ManagedTable>],
+    guards: &mut [OwnedRwLockWriteGuard<Current>],
+    generation: &Arc<RegisteredEngine>,
+    context: &SessionContext,
+    init_timeout: Duration,
+) -> Result<(), String> {
+    let state = context.state();
+    let old_generations: Vec<Arc<RegisteredEngine>> =
+        guards.iter().map(|g| Arc::clone(&g.generation)).collect();
+    for guard in guards.iter_mut() {
+        guard.provider = None; // the engine closes the file with its last table
+    }
+    let mut opened = Vec::with_capacity(tables.len());
+    let mut failure = None;
+    for table in tables {
+        match create_on(generation, &table.cmd, &table.source, &state, init_timeout).await {
+            Ok(provider) => opened.push(provider),
+            Err(e) => {
+                failure = Some(format!(
+                    "table `{}`: the new generation could not open it: {e}",
+                    table.name
+                ));
+                break;
+            }
+        }
+    }
+    let Some(failure) = failure else {
+        for (guard, provider) in guards.iter_mut().zip(opened) {
+            guard.provider = Some(provider);
+            guard.generation = Arc::clone(generation);
+        }
+        return Ok(());
+    };
+    drop(opened);
+    let mut report = failure;
+    for ((table, guard), old) in tables.iter().zip(guards.iter_mut()).zip(old_generations) {
+        match create_on(&old, &table.cmd, &table.source, &state, init_timeout).await {
+            Ok(provider) => guard.provider = Some(provider),
+            Err(e) => report.push_str(&format!(
+                "; reopening `{}` on {} failed too: {e}",
+                table.name,
+                old.describe()
+            )),
+        }
+    }
+    Err(report)
+}

@@ -1,0 +1,376 @@
+//! Hot swap: version 0.2.0 of the SQLite engine takes tables over from 0.1.0 while eight clients
+//! query and insert: no query fails, no row is lost, the content checksums are the same before
+//! and after, a pinned table stays, the old generation is retired once unused, and a broken
+//! new library leaves the old one serving.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use accel_host::Host;
+use accel_host::registry::State;
+
+use super::common::{host_with, install, rows, sqlite_library, sqlite_v2_library};
+
+/// Rows, a checksum of every row's content (order-independent) and the largest id.
+fn checksum(table: &str) -> String {
+    format!(
+        "SELECT count(*) AS n, md5(string_agg(concat(CAST(id AS VARCHAR), ':', v), ',' \
+         ORDER BY id)) AS content FROM {table}"
+    )
+}
+
+async fn generation_of(host: &Host, table: &str) -> String {
+    for t in host.tables() {
+        if t.name == table {
+            return t.generation().await.version.to_string();
+        }
+    }
+    panic!("no table {table}")
+}
+
+/// Drops `library` into `dir` the way an operator would: copy to a hidden name, then rename.
+fn drop_in(library: &std::path::Path, dir: &std::path::Path, name: &str) {
+    let hidden = dir.join(format!(".{name}.partial"));
+    std::fs::copy(library, &hidden).unwrap();
+    std::fs::rename(&hidden, dir.join(name)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_version_takes_tables_over_under_load_with_no_failed_query_or_lost_row() {
+    let plugins = tempfile::tempdir().unwrap();
+    install(&sqlite_library(), plugins.path());
+    let data = tempfile::tempdir().unwrap();
+    let host = Arc::new(host_with(plugins.path(), data.path()));
+    host.sql(&format!(
+        "CREATE EXTERNAL TABLE f (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION '{}' \
+         OPTIONS ('primary_key' 'id');
+         CREATE EXTERNAL TABLE w (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION '{}';
+         CREATE EXTERNAL TABLE m (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION ':memory:';
+         CREATE EXTERNAL TABLE p (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION ':memory:' \
+         OPTIONS ('engine_version' '<0.2');
+         INSERT INTO f SELECT value AS id, concat('f', value) AS v FROM generate_series(1, 5000);
+         INSERT INTO m SELECT value AS id, concat('m', value) AS v FROM generate_series(1, 5000);
+         INSERT INTO p VALUES (1, 'pinned')",
+        data.path().join("f.sqlite").display(),
+        data.path().join("w.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    let mut before = Vec::new();
+    for table in ["f", "m", "p"] {
+        before.push(rows(&host.sql(&checksum(table)).await.unwrap()));
+    }
+
+    // Eight clients: seven read every table, one inserts rows into `w`; each runs at least 150
+    // statements, and 20 more once the swap is over.
+    let done = Arc::new(AtomicUsize::new(0));
+    let swapped = Arc::new(AtomicUsize::new(usize::MAX));
+    let mut clients = Vec::new();
+    for client in 0..8usize {
+        let host = Arc::clone(&host);
+        let done = Arc::clone(&done);
+        let swapped = Arc::clone(&swapped);
+        clients.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut inserted = 0usize;
+            let mut after_swap = 0;
+            for i in 0.. {
+                if i >= 150 && after_swap >= 20 {
+                    break;
+                }
+                if swapped.load(Ordering::SeqCst) != usize::MAX {
+                    after_swap += 1;
+                }
+                let sql = match (client, i % 3) {
+                    (0, _) => {
+                        format!("INSERT INTO w VALUES ({}, 'w{i}')", i)
+                    }
+                    (_, 0) => format!("SELECT count(*) FROM f WHERE id > {}", i * 100),
+                    (_, 1) => format!("SELECT sum(id) FROM m WHERE id % 10 = {}", i % 10),
+                    _ => checksum(if i % 2 == 0 { "f" } else { "p" }),
+                };
+                match host.sql(&sql).await {
+                    Ok(_) if client == 0 => inserted += 1,
+                    Ok(_) => {}
+                    Err(e) => failures.push(format!("{sql}: {e}")),
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+            (failures, inserted)
+        }));
+    }
+    while done.load(Ordering::SeqCst) < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop_in(
+        &sqlite_v2_library(),
+        plugins.path(),
+        "libaccel_engine_sqlite-0.2.0.so",
+    );
+    let report = host.reload().await;
+    let during = done.load(Ordering::SeqCst);
+    swapped.store(during, Ordering::SeqCst);
+
+    let mut failures = Vec::new();
+    let mut inserted = 0;
+    for client in clients {
+        let (failed, rows) = client.await.unwrap();
+        failures.extend(failed);
+        inserted += rows;
+    }
+    assert!(
+        failures.is_empty(),
+        "failed queries:\n{}",
+        failures.join("\n")
+    );
+    let total = done.load(Ordering::SeqCst);
+    assert!(total >= 1200, "{total} statements");
+    assert!(
+        during >= 300 && during + 160 <= total,
+        "the swap happened mid-run"
+    );
+    assert!(report.problems.is_empty(), "{report}");
+    assert_eq!(report.loaded.len(), 1, "{report}");
+    assert_eq!(report.moved.len(), 3, "f, w and m move: {report}");
+    assert!(
+        report
+            .kept
+            .iter()
+            .any(|k| k.contains("table `p`") && k.contains("pinned")),
+        "{report}"
+    );
+
+    for (table, expected) in ["f", "m", "p"].iter().zip(&before) {
+        let after = rows(&host.sql(&checksum(table)).await.unwrap());
+        assert_eq!(
+            &after, expected,
+            "table {table}: rows and content unchanged"
+        );
+    }
+    let written = host.sql("SELECT count(*) FROM w").await.unwrap();
+    assert_eq!(rows(&written), vec![format!("| {inserted:<8} |")]);
+    assert!(inserted >= 150, "every insert succeeded: {inserted}");
+    for (table, version) in [
+        ("f", "0.2.0"),
+        ("w", "0.2.0"),
+        ("m", "0.2.0"),
+        ("p", "0.1.0"),
+    ] {
+        assert_eq!(generation_of(&host, table).await, version, "table {table}");
+    }
+
+    // New tables get the newest generation; once the pinned table is gone, 0.1.0 retires.
+    host.sql("CREATE EXTERNAL TABLE n (id BIGINT) STORED AS sqlite LOCATION ':memory:'")
+        .await
+        .unwrap();
+    assert_eq!(generation_of(&host, "n").await, "0.2.0");
+    host.sql("DROP TABLE p").await.unwrap();
+    let report = host.reload().await;
+    assert_eq!(report.unchanged, 2, "{report}");
+    assert_eq!(report.retired.len(), 1, "{report}");
+    let states: Vec<(String, State)> = host
+        .registry
+        .engines()
+        .iter()
+        .filter(|g| g.name() == "sqlite")
+        .map(|g| (g.version.to_string(), g.state()))
+        .collect();
+    assert_eq!(states[1], ("0.2.0".to_owned(), State::Active));
+    assert!(
+        matches!(states[0], (ref v, State::Retired { resident_kb }) if v == "0.1.0" && resident_kb > 0),
+        "{states:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_new_library_leaves_the_old_generation_serving() {
+    let plugins = tempfile::tempdir().unwrap();
+    install(&sqlite_library(), plugins.path());
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+    host.sql(&format!(
+        "CREATE EXTERNAL TABLE f (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION '{}';
+         INSERT INTO f VALUES (1, 'a'), (2, 'b')",
+        data.path().join("f.sqlite").display()
+    ))
+    .await
+    .unwrap();
+
+    // Version 0.2.0 built for another datafusion-ffi major: refused by the check.
+    let mut bytes = std::fs::read(sqlite_v2_library()).unwrap();
+    let record = bytes
+        .windows(8)
+        .position(|w| w == b"ACCELPLG")
+        .expect("metadata record");
+    bytes[record + 16..record + 20].copy_from_slice(&54u32.to_le_bytes());
+    let broken = plugins.path().join("libaccel_engine_sqlite-0.2.0.so");
+    std::fs::write(&broken, &bytes).unwrap();
+
+    let report = host.reload().await;
+    assert!(report.moved.is_empty(), "{report}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("libaccel_engine_sqlite-0.2.0.so")
+                && p.contains("datafusion-ffi major: library has 54, host expects 55")),
+        "{report}"
+    );
+    assert_eq!(generation_of(&host, "f").await, "0.1.0");
+    let count = host.sql("SELECT count(*) FROM f").await.unwrap();
+    assert_eq!(rows(&count), vec!["| 2        |"]);
+}
+
+/// Open file descriptors of this process, by what they point at.
+fn open_descriptors() -> Vec<String> {
+    let mut targets: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|t| t.display().to_string())
+        .collect();
+    targets.sort();
+    targets
+}
+
+/// Distinct engine library copies mapped into this process (one per loaded generation).
+fn mapped_generations() -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut copies: Vec<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|path| path.contains("-libaccel_engine_"))
+        .collect();
+    copies.sort();
+    copies.dedup();
+    copies.len()
+}
+
+/// Runs in a process of its own (descriptor counts are per process and the other tests run in
+/// parallel threads): 100 reloads while four clients query — each reload meets a new broken
+/// library, the 50th also a new engine version that takes the tables over.
+#[test]
+fn a_hundred_reloads_under_load_crash_nothing_and_leak_no_descriptor() {
+    const CHILD: &str = "ACCEL_RELOAD_CYCLES_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "integration::hot_swap::a_hundred_reloads_under_load_crash_nothing_and_leak_no_descriptor",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran the test: {text}");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let plugins = tempfile::tempdir().unwrap();
+        install(&sqlite_library(), plugins.path());
+        let data = tempfile::tempdir().unwrap();
+        let host = Arc::new(host_with(plugins.path(), data.path()));
+        host.sql(&format!(
+            "CREATE EXTERNAL TABLE f (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION '{}';
+             CREATE EXTERNAL TABLE m (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION ':memory:';
+             INSERT INTO f SELECT value AS id, 'f' AS v FROM generate_series(1, 1000);
+             INSERT INTO m SELECT value AS id, 'm' AS v FROM generate_series(1, 1000);
+             SELECT count(*) FROM f JOIN m ON f.id = m.id",
+            data.path().join("f.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        let descriptors_before = open_descriptors();
+        let mut descriptors_with_two_generations = Vec::new();
+        assert_eq!(mapped_generations(), 1);
+
+        let stop = Arc::new(AtomicUsize::new(0));
+        let answered = Arc::new(AtomicUsize::new(0));
+        let mut clients = Vec::new();
+        for client in 0..4 {
+            let host = Arc::clone(&host);
+            let stop = Arc::clone(&stop);
+            let answered = Arc::clone(&answered);
+            clients.push(tokio::spawn(async move {
+                let mut failures = Vec::new();
+                let mut queries = 0;
+                while stop.load(Ordering::SeqCst) == 0 {
+                    let table = if client % 2 == 0 { "f" } else { "m" };
+                    let sql = format!("SELECT count(*), sum(id) FROM {table}");
+                    match host.sql(&sql).await {
+                        Ok(batches) if rows(&batches) == ["| 1000     | 500500    |"] => {}
+                        Ok(batches) => failures.push(format!("{sql}: {:?}", rows(&batches))),
+                        Err(e) => failures.push(format!("{sql}: {e}")),
+                    }
+                    queries += 1;
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+                (failures, queries)
+            }));
+        }
+        for cycle in 0..100u32 {
+            // Under load: at least two more queries answered between two reloads.
+            let target = answered.load(Ordering::SeqCst) + 2;
+            while answered.load(Ordering::SeqCst) < target {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            let junk = plugins.path().join(format!("libjunk_{cycle}.so"));
+            let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 31 + cycle) as u8).collect();
+            std::fs::write(&junk, bytes).unwrap();
+            if cycle == 50 {
+                drop_in(
+                    &sqlite_v2_library(),
+                    plugins.path(),
+                    "libaccel_engine_sqlite-0.2.0.so",
+                );
+            }
+            let report = host.reload().await;
+            assert_eq!(report.problems.len(), 1, "cycle {cycle}: {report}");
+            assert!(
+                report.problems[0].contains(&format!("libjunk_{cycle}.so")),
+                "{report}"
+            );
+            if cycle == 50 {
+                assert_eq!(report.moved.len(), 2, "{report}");
+            }
+            if cycle == 51 {
+                descriptors_with_two_generations = open_descriptors();
+            }
+            std::fs::remove_file(&junk).unwrap();
+        }
+        stop.store(1, Ordering::SeqCst);
+        let mut failures = Vec::new();
+        let mut queries = 0;
+        for client in clients {
+            let (failed, count) = client.await.unwrap();
+            failures.extend(failed);
+            queries += count;
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(queries >= 200, "{queries} queries ran during the reloads");
+        assert_eq!(generation_of(&host, "f").await, "0.2.0");
+        assert_eq!(mapped_generations(), 2, "one mapping per generation");
+        // Files: the database is open once (the old generation closed it); other descriptors:
+        // only what the new generation's runtime holds, and nothing more after 49 more reloads.
+        let descriptors_after = open_descriptors();
+        let files = |d: &[String]| -> Vec<String> {
+            d.iter().filter(|t| t.starts_with('/')).cloned().collect()
+        };
+        assert_eq!(files(&descriptors_after), files(&descriptors_before));
+        assert_eq!(
+            descriptors_after.len(),
+            descriptors_with_two_generations.len(),
+            "descriptors after the swap:\n{}\nafter 49 more reloads:\n{}",
+            descriptors_with_two_generations.join("\n"),
+            descriptors_after.join("\n")
+        );
+    });
+}
