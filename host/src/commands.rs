@@ -48,17 +48,17 @@ pub async fn engines(host: &Host, verbose: bool) -> ExitCode {
 
 async fn engines_table(host: &Host, verbose: bool) -> String {
     let mut text = format!(
-        "{:<12} {:<10} {:<10} {:<10} {:<40} {}\n",
+        "{:<12} {:<10} {:<10} {:<28} {:<40} {}\n",
         "ENGINE", "VERSION", "PLUGIN-API", "STATE", "ORIGIN", "TABLES"
     );
     for (engine, tables) in host.generations().await {
         let a = &engine.accelerator;
         text.push_str(&format!(
-            "{:<12} {:<10} {:<10} {:<10} {:<40} {}\n",
+            "{:<12} {:<10} {:<10} {:<28} {:<40} {}\n",
             a.name(),
             engine.version,
             engine.api_version,
-            engine.state(),
+            engine.state().to_string(),
             engine.origin.to_string(),
             tables.join(", ")
         ));
@@ -77,6 +77,13 @@ async fn engines_table(host: &Host, verbose: bool) -> String {
                     p.description
                 ));
             }
+        }
+    }
+    let attention = host.last_reload_attention();
+    if !attention.is_empty() {
+        text.push_str("last reload:\n");
+        for line in attention {
+            text.push_str(&format!("  {line}\n"));
         }
     }
     text

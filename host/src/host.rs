@@ -70,6 +70,8 @@ pub struct Host {
     serving: Arc<Serving>,
     context: SessionContext,
     options: HostOptions,
+    /// Tables kept on an old generation and libraries refused at the last reload.
+    last_reload_attention: std::sync::Mutex<Vec<String>>,
 }
 
 /// Libraries a pass of the pipeline loaded, and the ones it refused.
@@ -112,7 +114,24 @@ impl Host {
             serving,
             context,
             options: options.clone(),
+            last_reload_attention: std::sync::Mutex::default(),
         }
+    }
+
+    /// What the last reload could not do: tables kept on an old generation (and why) and
+    /// libraries refused.
+    pub fn last_reload_attention(&self) -> Vec<String> {
+        self.last_reload_attention
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_last_reload_attention(&self, lines: Vec<String>) {
+        *self
+            .last_reload_attention
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = lines;
     }
 
     /// The tables created through engines.

@@ -80,6 +80,13 @@ impl Host {
             self.take_over(generation, &mut report).await;
         }
         report.retired = self.retire_unused().await;
+        let attention = report
+            .kept
+            .iter()
+            .chain(&report.problems)
+            .cloned()
+            .collect();
+        self.set_last_reload_attention(attention);
         report
     }
 

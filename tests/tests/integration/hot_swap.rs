@@ -216,6 +216,13 @@ async fn a_broken_new_library_leaves_the_old_generation_serving() {
                 && p.contains("datafusion-ffi major: library has 54, host expects 55")),
         "{report}"
     );
+    assert!(
+        host.last_reload_attention()
+            .iter()
+            .any(|line| line.contains("datafusion-ffi major")),
+        "`accel engines` shows why: {:?}",
+        host.last_reload_attention()
+    );
     assert_eq!(generation_of(&host, "f").await, "0.1.0");
     let count = host.sql("SELECT count(*) FROM f").await.unwrap();
     assert_eq!(rows(&count), vec!["| 2        |"]);
