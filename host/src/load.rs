@@ -1,10 +1,10 @@
 //! Step 3 of the pipeline: open a checked library and obtain its engine.
 //!
 //! Policy, enforced here:
-//! - a library is opened from a **unique copy** (one per load, a "generation"): glibc
-//!   deduplicates `dlopen` by path and inode, so loading a second version, or the same file
-//!   again after it changed, needs a new file; the original is never mapped, so it can be
-//!   replaced in the plugin directory at any time;
+//! - a library is opened under a **unique private name** (one per load, a "generation"; a hard
+//!   link to the file when possible, else a copy, see [`private_copy`]): glibc deduplicates
+//!   `dlopen` by path, so loading a second version needs a new name; the plugin directory's
+//!   name is never opened, so the file can be replaced there (by rename) at any time;
 //! - `RTLD_NOW | RTLD_LOCAL`: an unresolved symbol fails here, not at first call, and a
 //!   library's symbols never satisfy another's;
 //! - a library is **never unloaded** (`dlclose`): Rust libraries leave thread-local destructors,
@@ -108,10 +108,16 @@ pub struct PrivateCopy {
     pub content_hash: String,
 }
 
-/// Copies a library into the private directory under a new generation's name, fingerprinting
+/// Puts a library into the private directory under a new generation's name, fingerprinting
 /// it on the way. Everything after this — the allow-list hash, the metadata check, `dlopen` —
-/// reads the copy, so the file in the plugin directory can change at any time without
-/// affecting what was checked.
+/// reads the private name, so renaming or replacing the file in the plugin directory cannot
+/// change what was checked.
+///
+/// On the same filesystem the private name is a hard link: it pins the file's inode and costs
+/// nothing, where a copy of a 200 MB engine library costs a disk write per load (the measured
+/// start-up bottleneck). A link does not protect against the file being rewritten in place,
+/// which only its owner (the host's user, by the trust policy) or root can do: install
+/// libraries by copy and rename, as `scripts/install-plugins` does. Elsewhere, a copy.
 pub fn private_copy(path: &Path) -> std::io::Result<PrivateCopy> {
     let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
     let name = path
@@ -119,20 +125,31 @@ pub fn private_copy(path: &Path) -> std::io::Result<PrivateCopy> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let copy = copies_dir()?.join(format!("g{generation}-{name}"));
-    let mut source = File::open(path)?;
-    let mut target = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&copy)?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = source.read(&mut buffer)?;
-        if read == 0 {
-            break;
+    if std::fs::hard_link(path, &copy).is_ok() {
+        let mut linked = File::open(&copy)?;
+        loop {
+            let read = linked.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
         }
-        hasher.update(&buffer[..read]);
-        target.write_all(&buffer[..read])?;
+    } else {
+        let mut source = File::open(path)?;
+        let mut target = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&copy)?;
+        loop {
+            let read = source.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            target.write_all(&buffer[..read])?;
+        }
     }
     Ok(PrivateCopy {
         path: copy,

@@ -14,17 +14,23 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use accel_plugin_api::{AccelerationLayout, AccelerationSourceSpec, Mode};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Constraints;
+use datafusion::common::{Constraints, DFSchema};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
@@ -70,6 +76,8 @@ pub struct ManagedTable {
     schema: SchemaRef,
     constraints: Constraints,
     current: Arc<RwLock<Current>>,
+    /// Hand-overs so far.
+    handovers: AtomicU64,
 }
 
 impl fmt::Debug for ManagedTable {
@@ -101,6 +109,7 @@ impl ManagedTable {
                 generation,
                 provider: Some(provider),
             })),
+            handovers: AtomicU64::new(0),
         }
     }
 
@@ -201,10 +210,37 @@ impl TableProvider for ManagedTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let guard = self.enter().await?;
-        let plan = guard
-            .provider()?
-            .scan(state, projection, filters, limit)
-            .await?;
+        let provider = guard.provider()?;
+        // DataFusion dropped the filters it was told are evaluated exactly. After a hand-over,
+        // that answer may have come from the previous generation: filters the serving one does
+        // not evaluate exactly are applied here too.
+        let unsure = if self.handovers.load(Ordering::SeqCst) == 0 {
+            None
+        } else {
+            let refs: Vec<&Expr> = filters.iter().collect();
+            let verdicts = provider.supports_filters_pushdown(&refs)?;
+            conjunction(
+                filters
+                    .iter()
+                    .zip(verdicts)
+                    .filter(|(_, v)| *v != TableProviderFilterPushDown::Exact)
+                    .map(|(f, _)| f.clone()),
+            )
+        };
+        let plan = match unsure {
+            None => provider.scan(state, projection, filters, limit).await?,
+            Some(predicate) => {
+                filtered_scan(
+                    provider,
+                    state,
+                    &self.schema,
+                    projection,
+                    filters,
+                    predicate,
+                )
+                .await?
+            }
+        };
         Ok(PluginExec::wrap(plan, &(guard as KeepAlive)))
     }
 
@@ -223,6 +259,47 @@ impl TableProvider for ManagedTable {
     }
 }
 
+/// `provider`'s scan with `predicate` applied on top: the columns it needs are scanned too and
+/// projected away afterwards; no limit is passed down (DataFusion applies its own above).
+async fn filtered_scan(
+    provider: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    predicate: Expr,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let wanted: Vec<usize> = projection
+        .cloned()
+        .unwrap_or_else(|| (0..schema.fields().len()).collect());
+    let mut scanned = wanted.clone();
+    for column in predicate.column_refs() {
+        let index = schema.index_of(&column.name)?;
+        if !scanned.contains(&index) {
+            scanned.push(index);
+        }
+    }
+    let plan = provider.scan(state, Some(&scanned), filters, None).await?;
+    let scanned_schema = DFSchema::try_from(schema.project(&scanned)?)?;
+    let predicate = state.create_physical_expr(predicate, &scanned_schema)?;
+    let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, plan)?);
+    if scanned.len() == wanted.len() {
+        return Ok(filtered);
+    }
+    let columns: Vec<(Arc<dyn PhysicalExpr>, String)> = wanted
+        .iter()
+        .enumerate()
+        .map(|(position, index)| {
+            let name = schema.field(*index).name().clone();
+            (
+                Arc::new(Column::new(&name, position)) as Arc<dyn PhysicalExpr>,
+                name,
+            )
+        })
+        .collect();
+    Ok(Arc::new(ProjectionExec::try_new(columns, filtered)?))
+}
+
 /// Moves `tables` — one memory table, or every table stored in one file — to `generation`.
 /// All or nothing: on failure every table is left on (or reopened on) the generation it was on,
 /// and the error says why.
@@ -237,6 +314,10 @@ pub async fn hand_over(
         guards.push(table.lock().await?);
     }
     let file_mode = tables.iter().all(|t| t.is_file_mode());
+    for table in tables {
+        // Before the switch: a query planned from now on re-checks its filters (see `scan`).
+        table.handovers.fetch_add(1, Ordering::SeqCst);
+    }
     let outcome = if file_mode {
         reopen_files(tables, &mut guards, generation, context, init_timeout).await
     } else {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{BatchCoalescer, cast, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 
@@ -32,18 +32,20 @@ pub fn scan_exec(
 ) -> BlockingScanExec {
     let name = format!("DuckDbScanExec: {sql}");
     let columns = Arc::clone(&schema);
-    BlockingScanExec::new(name, schema, move |tx, _batch_size| {
-        run_query(&database, &sql, &output, &columns, tx)
+    BlockingScanExec::new(name, schema, move |tx, batch_size| {
+        run_query(&database, &sql, &output, &columns, batch_size, tx)
     })
 }
 
-/// Runs the query, sending each batch as soon as DuckDB produces it. Stops early when the
-/// consumer goes away.
+/// Runs the query, sending batches of the session's batch size as DuckDB fills them (DuckDB
+/// produces 2048-row chunks; fewer, larger batches cost less across the plugin boundary and
+/// downstream). Stops early when the consumer goes away.
 fn run_query(
     database: &Database,
     sql: &str,
     output: &ScanOutput,
     schema: &SchemaRef,
+    batch_size: usize,
     tx: &BatchSender,
 ) -> Result<()> {
     let conn = database.connect()?;
@@ -66,10 +68,20 @@ fn run_query(
             let batches = statement
                 .stream_arrow([])
                 .map_err(|e| duck_error("scanning", e))?;
+            let mut coalescer = BatchCoalescer::new(Arc::clone(schema), batch_size.max(1));
             for batch in batches {
                 let batch = batch.map_err(|e| duck_error("scanning", e))?;
-                if !tx.send(conform(from_duckdb(batch)?, schema)?) {
-                    break;
+                coalescer.push_batch(conform(from_duckdb(batch)?, schema)?)?;
+                while let Some(full) = coalescer.next_completed_batch() {
+                    if !tx.send(full) {
+                        return Ok(());
+                    }
+                }
+            }
+            coalescer.finish_buffered_batch()?;
+            while let Some(rest) = coalescer.next_completed_batch() {
+                if !tx.send(rest) {
+                    return Ok(());
                 }
             }
         }

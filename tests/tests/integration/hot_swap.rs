@@ -286,7 +286,8 @@ fn a_hundred_reloads_under_load_crash_nothing_and_leak_no_descriptor() {
         let data = tempfile::tempdir().unwrap();
         let host = Arc::new(host_with(plugins.path(), data.path()));
         host.sql(&format!(
-            "CREATE EXTERNAL TABLE f (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION '{}';
+            "CREATE EXTERNAL TABLE f (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION '{}' \
+             OPTIONS ('sqlite_connection_pool_size' '1');
              CREATE EXTERNAL TABLE m (id BIGINT, v VARCHAR) STORED AS sqlite LOCATION ':memory:';
              INSERT INTO f SELECT value AS id, 'f' AS v FROM generate_series(1, 1000);
              INSERT INTO m SELECT value AS id, 'm' AS v FROM generate_series(1, 1000);
@@ -365,8 +366,9 @@ fn a_hundred_reloads_under_load_crash_nothing_and_leak_no_descriptor() {
         assert!(queries >= 200, "{queries} queries ran during the reloads");
         assert_eq!(generation_of(&host, "f").await, "0.2.0");
         assert_eq!(mapped_generations(), 2, "one mapping per generation");
-        // Files: the database is open once (the old generation closed it); other descriptors:
-        // only what the new generation's runtime holds, and nothing more after 49 more reloads.
+        // Files: `f` has one connection per generation at most, and its database, WAL and SHM
+        // are open once (the old generation closed them); other descriptors: only what the new
+        // generation's runtime holds, and nothing more after 49 more reloads.
         let descriptors_after = open_descriptors();
         let files = |d: &[String]| -> Vec<String> {
             d.iter().filter(|t| t.starts_with('/')).cloned().collect()
