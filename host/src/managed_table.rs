@@ -433,3 +433,78 @@ async fn reopen_files(
     }
     Err(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, Int32Array};
+    use datafusion::logical_expr::{col, lit};
+
+    use super::*;
+    use crate::registry::EngineRegistry;
+    use crate::serve::{Serving, Tables, session_context};
+
+    /// Values of column `v` a direct scan of `table` returns with `filters` pushed.
+    async fn scanned(table: &ManagedTable, context: &SessionContext, filters: &[Expr]) -> Vec<i32> {
+        let state = context.state();
+        let plan = table
+            .scan(&state, Some(&vec![1]), filters, None)
+            .await
+            .unwrap();
+        let mut values = Vec::new();
+        for batch in collect(plan, context.task_ctx()).await.unwrap() {
+            assert_eq!(batch.num_columns(), 1, "only the projected column");
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap();
+            values.extend((0..column.len()).map(|i| column.value(i)));
+        }
+        values.sort();
+        values
+    }
+
+    #[tokio::test]
+    async fn after_a_hand_over_filters_the_serving_generation_does_not_evaluate_are_applied() {
+        let data = tempfile::tempdir().unwrap();
+        let registry = Arc::new(EngineRegistry::with_builtins());
+        let serving = Arc::new(Serving {
+            registry: Arc::clone(&registry),
+            tables: Tables::default(),
+            data_dir: data.path().to_owned(),
+            init_timeout: Duration::from_secs(60),
+        });
+        let context = session_context(&serving);
+        for sql in [
+            "CREATE EXTERNAL TABLE t (k VARCHAR, v INT) STORED AS arrow LOCATION ':memory:'",
+            "INSERT INTO t VALUES ('a', 1), ('b', 2), ('b', 3)",
+        ] {
+            context.sql(sql).await.unwrap().collect().await.unwrap();
+        }
+        let table = serving.tables.all().pop().unwrap();
+        // The arrow engine does not evaluate `v > 2` (Unsupported): before any hand-over the
+        // planner's contract holds and the scan passes it through untouched…
+        let filter = [col("v").gt(lit(2))];
+        assert_eq!(scanned(&table, &context, &filter).await, [1, 2, 3]);
+        // …after one, the table applies it itself (the planner may have asked another
+        // generation), scanning the filter's columns and projecting them away.
+        let arrow = registry.get("arrow").unwrap();
+        hand_over(
+            &[Arc::clone(&table)],
+            &arrow,
+            &context,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(scanned(&table, &context, &filter).await, [3]);
+        let all = context
+            .sql("SELECT count(*) FROM t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(all[0].num_rows(), 1, "the rows were copied across");
+    }
+}
