@@ -7,6 +7,9 @@ use std::collections::HashMap;
 
 use datafusion::arrow::datatypes::Schema;
 use datafusion::common::{Constraint, Constraints};
+use datafusion::error::DataFusionError;
+
+use crate::pushdown::quote_ident;
 
 /// What an insert does with a row whose key is already in the table (or repeated in the
 /// insert).
@@ -122,6 +125,57 @@ impl TableKeys {
             on_conflict,
             indexes,
         })
+    }
+}
+
+impl TableKeys {
+    /// A key violation said in the user's terms: what happened and the options that merge
+    /// instead. `error` is returned unchanged unless the table has a primary key and
+    /// `is_violation` recognises the engine's message.
+    pub fn explain_duplicate(
+        &self,
+        error: DataFusionError,
+        table: &str,
+        is_violation: impl Fn(&str) -> bool,
+    ) -> DataFusionError {
+        let message = error.to_string();
+        if self.primary_key.is_empty() || !is_violation(&message) {
+            return error;
+        }
+        let key = if self.primary_key.len() == 1 {
+            self.primary_key[0].clone()
+        } else {
+            format!("({})", self.primary_key.join(","))
+        };
+        DataFusionError::Execution(format!(
+            "insert into `{table}` rejected, nothing was written: {message}. To merge rows with \
+             an existing key instead, create the table with OPTIONS ('on_conflict' \
+             '{key}:upsert') or '{key}:drop'"
+        ))
+    }
+}
+
+impl Index {
+    /// The index's name on `table`: `<table>_<columns>_idx` or `…_unique`.
+    pub fn name(&self, table: &str) -> String {
+        format!(
+            "{table}_{}_{}",
+            self.columns.join("_"),
+            if self.unique { "unique" } else { "idx" }
+        )
+    }
+
+    /// `CREATE [UNIQUE] INDEX IF NOT EXISTS …` of this index on `table` (standard SQL, which
+    /// DuckDB and SQLite both accept).
+    pub fn create_sql(&self, table: &str) -> String {
+        let columns: Vec<String> = self.columns.iter().map(|c| quote_ident(c)).collect();
+        format!(
+            "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
+            if self.unique { "UNIQUE " } else { "" },
+            quote_ident(&self.name(table)),
+            quote_ident(table),
+            columns.join(", ")
+        )
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`embedded`]: connection pool, per-file database sharing and blocking-thread Arrow streams
 //!   for engines built on an embedded database (DuckDB, SQLite);
 //! - [`pushdown`]: filters translated to an engine's SQL where its semantics match DataFusion's;
+//! - [`file_mode`]: where a single-file database engine keeps a file-mode table;
 //! - [`keys`] and [`snapshot`]: table options every engine reads the same way (primary key,
 //!   `on_conflict`, `indexes`; restoring a `snapshot` in `init`).
 //!
@@ -29,6 +30,7 @@ pub mod accelerator;
 pub mod builtin;
 pub mod embedded;
 pub mod ffi;
+pub mod file_mode;
 pub mod keys;
 pub mod metadata;
 pub mod pushdown;

@@ -103,6 +103,31 @@ pub fn to_sql(expr: &Expr, schema: &Schema, dialect: &dyn SqlDialect) -> Option<
     }
 }
 
+/// The query of a scan of `table`: `SELECT <columns> FROM <table> [WHERE <conditions, ANDed>]
+/// [LIMIT n]`; with no columns (e.g. for `count(*)`), `SELECT count(*) FROM (SELECT 1 FROM …)`,
+/// which returns one integer.
+pub fn scan_sql(
+    table: &str,
+    columns: &Schema,
+    conditions: &[String],
+    limit: Option<usize>,
+) -> String {
+    let mut from = quote_ident(table);
+    if !conditions.is_empty() {
+        from = format!("{from} WHERE {}", conditions.join(" AND "));
+    }
+    let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+    if columns.fields().is_empty() {
+        return format!("SELECT count(*) FROM (SELECT 1 FROM {from}{limit})");
+    }
+    let names: Vec<String> = columns
+        .fields()
+        .iter()
+        .map(|f| quote_ident(f.name()))
+        .collect();
+    format!("SELECT {} FROM {from}{limit}", names.join(", "))
+}
+
 /// `"name"` with embedded quotes doubled: the identifier quoting of standard SQL.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

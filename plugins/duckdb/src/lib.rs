@@ -17,6 +17,7 @@ use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use accel_plugin_api::file_mode::database_file;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError, Mode,
     ParameterSpec, PartitionedBy, async_trait, export_accelerator,
@@ -181,28 +182,7 @@ impl DataAccelerator for DuckDbAccelerator {
     }
 
     fn file_path(&self, source: &dyn AccelerationSource) -> Result<String, FilePathError> {
-        if source.mode() != Mode::File {
-            return Err(FilePathError::NotFileMode);
-        }
-        let path = match (source.params().get("duckdb_file"), source.location()) {
-            (Some(file), _) => PathBuf::from(file),
-            (None, Some(location)) => PathBuf::from(location),
-            (None, None) => source
-                .data_directory()
-                .join(format!("{}.duckdb", source.dataset_name())),
-        };
-        let extension = path
-            .extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if !FILE_EXTENSIONS.contains(&extension.as_str()) {
-            return Err(FilePathError::InvalidExtension {
-                path: path.display().to_string(),
-                found: extension,
-                expected: self.valid_file_extensions(),
-            });
-        }
-        Ok(path.display().to_string())
+        database_file(source, "duckdb_file", "duckdb", &FILE_EXTENSIONS)
     }
 
     async fn shutdown(&self) -> Result<()> {

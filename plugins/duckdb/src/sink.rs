@@ -96,14 +96,19 @@ fn write(
                 .map_err(|e| duck_error("overwriting", e))?;
         }
         match &keys.on_conflict {
-            None => append(&conn, table, input).map_err(|e| explain_duplicate(e, table, keys)),
+            None => append(&conn, table, input)
+                .map_err(|e| keys.explain_duplicate(e, table, is_key_violation)),
             Some(action) => merge(&conn, table, columns, keys, action, input),
         }
     })();
     match written {
         Ok(rows) => {
             conn.execute_batch("COMMIT").map_err(|e| {
-                explain_duplicate(duck_error("committing an insert", e), table, keys)
+                keys.explain_duplicate(
+                    duck_error("committing an insert", e),
+                    table,
+                    is_key_violation,
+                )
             })?;
             Ok(rows)
         }
@@ -202,20 +207,7 @@ fn merge(
     Ok(rows as u64)
 }
 
-/// A key violation, said in the user's terms: what happened and the options that merge instead.
-fn explain_duplicate(error: DataFusionError, table: &str, keys: &TableKeys) -> DataFusionError {
-    let message = error.to_string();
-    if keys.primary_key.is_empty() || !message.to_lowercase().contains("duplicate key") {
-        return error;
-    }
-    let key = if keys.primary_key.len() == 1 {
-        keys.primary_key[0].clone()
-    } else {
-        format!("({})", keys.primary_key.join(","))
-    };
-    DataFusionError::Execution(format!(
-        "insert into `{table}` rejected, nothing was written: {message}. To merge rows with an \
-         existing key instead, create the table with OPTIONS ('on_conflict' '{key}:upsert') or \
-         '{key}:drop'"
-    ))
+/// DuckDB's words for a key violation.
+fn is_key_violation(message: &str) -> bool {
+    message.to_lowercase().contains("duplicate key")
 }

@@ -19,6 +19,8 @@ use crate::database::{Database, duck_error};
 use crate::filters::to_duckdb_sql;
 use crate::scan::{ScanOutput, scan_exec};
 use crate::sink::DuckDbSink;
+use accel_plugin_api::pushdown::scan_sql;
+
 use crate::types::{column_definition, quote_ident};
 use accel_plugin_api::keys::TableKeys;
 
@@ -86,21 +88,8 @@ impl DuckDbTable {
             }
         }
         for index in &keys.indexes {
-            let index_name = format!(
-                "{name}_{}_{}",
-                index.columns.join("_"),
-                if index.unique { "unique" } else { "idx" }
-            );
-            let columns: Vec<String> = index.columns.iter().map(|c| quote_ident(c)).collect();
-            let sql = format!(
-                "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
-                if index.unique { "UNIQUE " } else { "" },
-                quote_ident(&index_name),
-                quote_ident(name),
-                columns.join(", ")
-            );
-            conn.execute_batch(&sql)
-                .map_err(|e| duck_error(&format!("creating index {index_name}"), e))?;
+            conn.execute_batch(&index.create_sql(name))
+                .map_err(|e| duck_error(&format!("creating index {}", index.name(name)), e))?;
         }
         drop(conn);
         Ok(Self {
@@ -183,39 +172,17 @@ impl TableProvider for DuckDbTable {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => Arc::clone(&self.schema),
         };
-        let table = quote_ident(&self.name);
         // Only filters reported Exact reach here translated; DataFusion applies the others
         // above the scan (and then passes no limit).
         let conditions: Vec<String> = filters
             .iter()
             .filter_map(|f| to_duckdb_sql(f, &self.schema))
             .collect();
-        let table = if conditions.is_empty() {
-            table
+        let sql = scan_sql(&self.name, &schema, &conditions, limit);
+        let (output, schema) = if schema.fields().is_empty() {
+            (ScanOutput::RowCount, Arc::new(Schema::empty()))
         } else {
-            format!("{table} WHERE {}", conditions.join(" AND "))
-        };
-        let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
-        let (sql, output) = if schema.fields().is_empty() {
-            (
-                format!("SELECT count(*) FROM (SELECT 1 FROM {table}{limit})"),
-                ScanOutput::RowCount,
-            )
-        } else {
-            let columns: Vec<String> = schema
-                .fields()
-                .iter()
-                .map(|f| quote_ident(f.name()))
-                .collect();
-            (
-                format!("SELECT {} FROM {table}{limit}", columns.join(", ")),
-                ScanOutput::Columns,
-            )
-        };
-        let schema = if schema.fields().is_empty() {
-            Arc::new(Schema::empty())
-        } else {
-            schema
+            (ScanOutput::Columns, schema)
         };
         Ok(Arc::new(scan_exec(
             Arc::clone(&self.database),

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use accel_plugin_api::file_mode::database_file;
 use accel_plugin_api::keys::TableKeys;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError, Mode,
@@ -192,28 +193,7 @@ impl DataAccelerator for SqliteAccelerator {
     }
 
     fn file_path(&self, source: &dyn AccelerationSource) -> Result<String, FilePathError> {
-        if source.mode() != Mode::File {
-            return Err(FilePathError::NotFileMode);
-        }
-        let path = match (source.params().get("sqlite_file"), source.location()) {
-            (Some(file), _) => PathBuf::from(file),
-            (None, Some(location)) => PathBuf::from(location),
-            (None, None) => source
-                .data_directory()
-                .join(format!("{}.sqlite", source.dataset_name())),
-        };
-        let extension = path
-            .extension()
-            .map(|e| e.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if !FILE_EXTENSIONS.contains(&extension.as_str()) {
-            return Err(FilePathError::InvalidExtension {
-                path: path.display().to_string(),
-                found: extension,
-                expected: self.valid_file_extensions(),
-            });
-        }
-        Ok(path.display().to_string())
+        database_file(source, "sqlite_file", "sqlite", &FILE_EXTENSIONS)
     }
 
     /// Checkpoints every open file so each is complete without its WAL.

@@ -11,7 +11,7 @@ use accel_plugin_api::keys::{ConflictAction, TableKeys};
 use accel_plugin_api::pushdown::quote_ident;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::sink::DataSink;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 
@@ -65,7 +65,7 @@ impl DataSink for SqliteSink {
         let insert = insert_statement(&self.table, &self.schema, &self.keys);
         write_from_stream(data, move |input| {
             write(&database, &table, &insert, overwrite, input)
-                .map_err(|e| explain_duplicate(e, &table, &keys))
+                .map_err(|e| keys.explain_duplicate(e, &table, is_key_violation))
         })
         .await
     }
@@ -157,20 +157,7 @@ fn write(
     }
 }
 
-/// A key violation, said in the user's terms: what happened and the options that merge instead.
-fn explain_duplicate(error: DataFusionError, table: &str, keys: &TableKeys) -> DataFusionError {
-    let message = error.to_string();
-    if keys.primary_key.is_empty() || !message.contains("UNIQUE constraint failed") {
-        return error;
-    }
-    let key = if keys.primary_key.len() == 1 {
-        keys.primary_key[0].clone()
-    } else {
-        format!("({})", keys.primary_key.join(","))
-    };
-    DataFusionError::Execution(format!(
-        "insert into `{table}` rejected, nothing was written: {message}. To merge rows with an \
-         existing key instead, create the table with OPTIONS ('on_conflict' '{key}:upsert') or \
-         '{key}:drop'"
-    ))
+/// SQLite's words for a key violation.
+fn is_key_violation(message: &str) -> bool {
+    message.contains("UNIQUE constraint failed")
 }

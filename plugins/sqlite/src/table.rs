@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use accel_plugin_api::keys::TableKeys;
-use accel_plugin_api::pushdown::quote_ident;
+use accel_plugin_api::pushdown::{quote_ident, scan_sql};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Constraints, plan_err};
@@ -91,21 +91,8 @@ impl SqliteTable {
             );
         }
         for index in &keys.indexes {
-            let index_name = format!(
-                "{name}_{}_{}",
-                index.columns.join("_"),
-                if index.unique { "unique" } else { "idx" }
-            );
-            let columns: Vec<String> = index.columns.iter().map(|c| quote_ident(c)).collect();
-            let sql = format!(
-                "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
-                if index.unique { "UNIQUE " } else { "" },
-                quote_ident(&index_name),
-                quote_ident(name),
-                columns.join(", ")
-            );
-            conn.execute_batch(&sql)
-                .map_err(|e| sqlite_error(&format!("creating index {index_name}"), e))?;
+            conn.execute_batch(&index.create_sql(name))
+                .map_err(|e| sqlite_error(&format!("creating index {}", index.name(name)), e))?;
         }
         Ok(Self {
             database: Arc::clone(&database),
@@ -172,34 +159,17 @@ impl TableProvider for SqliteTable {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => Arc::clone(&self.schema),
         };
-        let mut from = quote_ident(&self.name);
         // Only filters reported Exact arrive translatable; DataFusion applies the others above
         // the scan (and then passes no limit).
         let conditions: Vec<String> = filters
             .iter()
             .filter_map(|f| to_sqlite_sql(f, &self.schema))
             .collect();
-        if !conditions.is_empty() {
-            from = format!("{from} WHERE {}", conditions.join(" AND "));
-        }
-        let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
-        let (sql, output, schema) = if schema.fields().is_empty() {
-            (
-                format!("SELECT count(*) FROM (SELECT 1 FROM {from}{limit})"),
-                ScanOutput::RowCount,
-                Arc::new(Schema::empty()),
-            )
+        let sql = scan_sql(&self.name, &schema, &conditions, limit);
+        let (output, schema) = if schema.fields().is_empty() {
+            (ScanOutput::RowCount, Arc::new(Schema::empty()))
         } else {
-            let columns: Vec<String> = schema
-                .fields()
-                .iter()
-                .map(|f| quote_ident(f.name()))
-                .collect();
-            (
-                format!("SELECT {} FROM {from}{limit}", columns.join(", ")),
-                ScanOutput::Columns,
-                schema,
-            )
+            (ScanOutput::Columns, schema)
         };
         Ok(Arc::new(scan_exec(
             Arc::clone(&self.database),
