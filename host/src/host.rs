@@ -18,6 +18,7 @@ use datafusion::sql::parser::DFParser;
 
 use crate::check::{CheckedLibrary, check_as};
 use crate::discover::{PLUGIN_PATH_VAR, discover, plugin_dirs};
+use crate::federation::{FederationSwitch, federation_setting};
 use crate::load::{load, private_copy};
 use crate::managed_table::ManagedTable;
 use crate::plugin_accelerator::PluginAccelerator;
@@ -159,6 +160,11 @@ impl Host {
         }
         let mut last = Vec::new();
         for statement in statements {
+            if let Some(on) = federation_setting(&statement.to_string()) {
+                self.federation_switch().set(on?);
+                last = Vec::new();
+                continue;
+            }
             let plan = self.context.state().statement_to_plan(statement).await?;
             self.check_engine_exists(&plan)?;
             last = self
@@ -169,6 +175,15 @@ impl Host {
                 .await?;
         }
         Ok(last)
+    }
+
+    /// The session's subplan-pushdown switch (`SET accel.federation = …`).
+    pub fn federation_switch(&self) -> Arc<FederationSwitch> {
+        self.context
+            .state()
+            .config()
+            .get_extension::<FederationSwitch>()
+            .unwrap_or_default()
     }
 
     /// A `CREATE EXTERNAL TABLE` naming an unknown engine fails with the list of engines and

@@ -9,7 +9,8 @@
 //! 3. [`load`] — open a unique copy and obtain its engine;
 //! 4. [`registry`] — built-in and plugin engines behind one interface;
 //! 5. [`serve`] — a DataFusion session whose table factories are the engines; every table is
-//!    a [`managed_table`], which a newer engine generation can take over;
+//!    a [`managed_table`], which a newer engine generation can take over; [`federation`] runs
+//!    whole subplans inside engines that execute SQL;
 //! 6. [`reload`] — while serving: load new or changed libraries, hand tables over, retire
 //!    unused generations ([`watch`] triggers it when the plugin directories change).
 //!
@@ -19,6 +20,7 @@
 pub mod check;
 pub mod discover;
 pub mod engines;
+pub mod federation;
 pub mod host;
 pub mod load;
 pub mod managed_table;

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use accel_plugin_api::{AccelerationLayout, AccelerationSourceSpec, Mode};
+use accel_plugin_api::dialects::dialect_named;
+use accel_plugin_api::pushdown::SqlDialect;
+use accel_plugin_api::{AccelerationLayout, AccelerationSourceSpec, Mode, SqlTable};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Constraints, DFSchema};
@@ -60,6 +62,46 @@ impl Current {
                 self.generation.describe()
             ))
         })
+    }
+}
+
+impl Current {
+    /// Where the table lives for a whole SQL statement on this generation; `None` when the
+    /// engine does not run statements (or speaks a dialect the host does not know).
+    pub fn sql_target(&self) -> Option<SqlTarget> {
+        let engine = self.generation.accelerator.sql_engine()?;
+        let dialect = dialect_named(engine.dialect())?;
+        let table = engine.sql_table(self.provider.as_ref()?.as_ref())?;
+        Some(SqlTarget {
+            generation: Arc::clone(&self.generation),
+            dialect,
+            table,
+        })
+    }
+}
+
+/// A table as one SQL statement reaches it: on which generation, in which dialect, and where.
+#[derive(Clone)]
+pub struct SqlTarget {
+    pub generation: Arc<RegisteredEngine>,
+    pub dialect: &'static dyn SqlDialect,
+    pub table: SqlTable,
+}
+
+impl fmt::Debug for SqlTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlTarget")
+            .field("generation", &self.generation.describe())
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+impl SqlTarget {
+    /// Whether one statement can combine the two tables: same generation, same context.
+    pub fn same_context(&self, other: &SqlTarget) -> bool {
+        Arc::ptr_eq(&self.generation, &other.generation)
+            && self.table.context == other.table.context
     }
 }
 
@@ -113,6 +155,17 @@ impl ManagedTable {
         }
     }
 
+    /// Where the table lives for a whole SQL statement now; `None` during a hand-over, or when
+    /// its engine does not run statements.
+    pub fn sql_target(&self) -> Option<SqlTarget> {
+        self.current.try_read().ok()?.sql_target()
+    }
+
+    /// The table's declared schema.
+    pub fn schema_ref(&self) -> &SchemaRef {
+        &self.schema
+    }
+
     /// The generation serving the table now (waits for a hand-over in progress).
     pub async fn generation(&self) -> Arc<RegisteredEngine> {
         Arc::clone(&self.current.read().await.generation)
@@ -151,7 +204,7 @@ impl ManagedTable {
     }
 
     /// A read guard for one query: the plan and its streams keep it until they are dropped.
-    async fn enter(&self) -> Result<Arc<tokio::sync::OwnedRwLockReadGuard<Current>>> {
+    pub(crate) async fn enter(&self) -> Result<Arc<tokio::sync::OwnedRwLockReadGuard<Current>>> {
         let guard = tokio::time::timeout(HANDOVER_WAIT, Arc::clone(&self.current).read_owned())
             .await
             .map_err(|_| {
@@ -309,6 +362,11 @@ pub async fn hand_over(
     context: &SessionContext,
     init_timeout: Duration,
 ) -> Result<(), String> {
+    // Locked in name order, the order a query over several tables takes its read guards in
+    // (`federation::exec`), so neither waits for the other forever.
+    let mut tables = tables.to_vec();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    let tables = tables.as_slice();
     let mut guards = Vec::with_capacity(tables.len());
     for table in tables {
         guards.push(table.lock().await?);

@@ -8,20 +8,21 @@ use std::sync::Arc;
 use accel_plugin_api::ffi::ForeignAccelerator;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError,
-    ParameterSpec, PartitionedBy, async_trait,
+    ParameterSpec, PartitionedBy, SqlEngine, SqlTable, async_trait,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Statistics;
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::load::LoadedLibrary;
-use crate::plugin_exec::{KeepAlive, PluginExec};
+use crate::plugin_exec::{KeepAlive, PluginExec, keep_alive_stream};
 
 /// An engine served by a loaded library.
 pub struct PluginAccelerator {
@@ -96,6 +97,42 @@ impl DataAccelerator for PluginAccelerator {
 
     async fn shutdown(&self) -> Result<()> {
         self.engine.shutdown().await
+    }
+
+    fn sql_engine(&self) -> Option<&dyn SqlEngine> {
+        self.engine.sql_engine().map(|_| self as &dyn SqlEngine)
+    }
+}
+
+/// The engine's SQL capability, for the plugin's own tables; the rows keep the library alive.
+#[async_trait]
+impl SqlEngine for PluginAccelerator {
+    fn dialect(&self) -> &str {
+        self.engine.sql_engine().map_or("", |sql| sql.dialect())
+    }
+
+    fn sql_table(&self, table: &dyn TableProvider) -> Option<SqlTable> {
+        let table = table.downcast_ref::<PluginTable>()?;
+        self.engine.sql_engine()?.sql_table(table.table.as_ref())
+    }
+
+    async fn execute_sql(
+        &self,
+        context: &str,
+        sql: &str,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream> {
+        let Some(engine) = self.engine.sql_engine() else {
+            return datafusion::common::plan_err!(
+                "engine `{}` does not run SQL statements",
+                self.engine.name()
+            );
+        };
+        let stream = engine.execute_sql(context, sql, schema).await?;
+        Ok(keep_alive_stream(
+            stream,
+            Arc::clone(&self.library) as KeepAlive,
+        ))
     }
 }
 

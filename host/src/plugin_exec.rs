@@ -30,6 +30,19 @@ use futures::StreamExt;
 /// Something a plan and its streams keep alive.
 pub type KeepAlive = Arc<dyn Any + Send + Sync>;
 
+/// `stream`, holding `keep_alive` until it is dropped.
+pub fn keep_alive_stream(
+    stream: SendableRecordBatchStream,
+    keep_alive: KeepAlive,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let kept_alive = stream.map(move |batch| {
+        let _kept = &keep_alive;
+        batch
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, kept_alive))
+}
+
 pub struct PluginExec {
     inner: Arc<dyn ExecutionPlan>,
     keep_alive: KeepAlive,
@@ -112,13 +125,7 @@ impl ExecutionPlan for PluginExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let stream = self.inner.execute(partition, context)?;
-        let schema = stream.schema();
-        let keep_alive = Arc::clone(&self.keep_alive);
-        let kept_alive = stream.map(move |batch| {
-            let _kept = &keep_alive;
-            batch
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, kept_alive)))
+        Ok(keep_alive_stream(stream, Arc::clone(&self.keep_alive)))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

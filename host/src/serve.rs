@@ -17,6 +17,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{CreateExternalTable, col};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::federation::{self, FederationSwitch};
 use crate::managed_table::ManagedTable;
 use crate::registry::{EngineRegistry, RegisteredEngine};
 
@@ -62,9 +63,16 @@ impl Tables {
 
 /// Builds a session with one table factory per engine name.
 pub fn session_context(serving: &Arc<Serving>) -> SessionContext {
-    let mut builder = SessionStateBuilder::new()
-        .with_config(SessionConfig::new().with_information_schema(true))
-        .with_default_features();
+    let switch = Arc::new(FederationSwitch::default());
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_extension(Arc::clone(&switch));
+    let mut builder = federation::install(
+        SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features(),
+        switch,
+    );
     let factories = builder.table_factories().get_or_insert_with(HashMap::new);
     for name in serving.registry.names() {
         factories.insert(name.to_uppercase(), factory(serving, &name));

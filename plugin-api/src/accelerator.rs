@@ -73,6 +73,12 @@ pub trait DataAccelerator: Send + Sync + 'static {
     async fn shutdown(&self) -> Result<()> {
         Ok(())
     }
+
+    /// The engine's SQL capability, if it runs whole statements over its tables (see
+    /// [`crate::sql_engine`]). Default: none — only filters and projections are pushed down.
+    fn sql_engine(&self) -> Option<&dyn crate::sql_engine::SqlEngine> {
+        None
+    }
 }
 
 /// One parameter an engine accepts in `OPTIONS` (written with the engine prefix).

@@ -12,7 +12,10 @@
 //! - [`builtin`]: the `linkme` slice through which engines compiled into the host register;
 //! - [`embedded`]: connection pool, per-file database sharing and blocking-thread Arrow streams
 //!   for engines built on an embedded database (DuckDB, SQLite);
+//! - [`sql_engine`]: the optional capability of running whole SQL statements, through which
+//!   the host pushes entire subplans (aggregates, joins, sorts) into an engine;
 //! - [`pushdown`]: filters translated to an engine's SQL where its semantics match DataFusion's;
+//!   [`dialects`]: how DuckDB's and SQLite's SQL differ from DataFusion's;
 //! - [`file_mode`]: where a single-file database engine keeps a file-mode table;
 //! - [`keys`] and [`snapshot`]: table options every engine reads the same way (primary key,
 //!   `on_conflict`, `indexes`; restoring a `snapshot` in `init`).
@@ -28,6 +31,7 @@
 
 pub mod accelerator;
 pub mod builtin;
+pub mod dialects;
 pub mod embedded;
 pub mod ffi;
 pub mod file_mode;
@@ -36,12 +40,14 @@ pub mod metadata;
 pub mod pushdown;
 pub mod sdk;
 pub mod snapshot;
+pub mod sql_engine;
 
 pub use accelerator::{
     AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,
     DataAccelerator, FilePathError, Mode, ParameterSpec, PartitionedBy,
 };
 pub use builtin::BUILTIN_ENGINES;
+pub use sql_engine::{SqlEngine, SqlTable};
 
 // Engine crates use these through the SDK so they always match the host's versions.
 pub use abi_stable;

@@ -5,7 +5,7 @@
 //!
 //! The shape is common to every engine: `AND`, `OR`, `NOT`; `=`, `<>`, `<`, `<=`, `>`, `>=`,
 //! `BETWEEN`, `IN (…)` between a column and literals of the same type (or two columns of one
-//! type); `IS [NOT] NULL`; `[NOT] LIKE`. A [`SqlDialect`] says which column types an engine
+//! type); `IS [NOT] NULL`; `[NOT] LIKE`; a boolean column on its own. A [`SqlDialect`] says which column types an engine
 //! compares like DataFusion, how it spells literals, and how (whether) it matches `LIKE`.
 //! Left out everywhere: floating point (NaN and -0.0 ordering), casts (`CAST(2.7 AS INT)` is 2
 //! in DataFusion, 3 in DuckDB), functions, `ILIKE` (case folding differs outside ASCII), and
@@ -17,7 +17,10 @@ use datafusion::logical_expr::expr::{Between, InList, Like};
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 
 /// How one engine's SQL differs where filters are concerned.
-pub trait SqlDialect {
+pub trait SqlDialect: Send + Sync {
+    /// The name engines give it ([`crate::SqlEngine::dialect`]).
+    fn name(&self) -> &str;
+
     /// Whether the engine compares values of this column type exactly as DataFusion does.
     fn compares_like_datafusion(&self, data_type: &DataType) -> bool;
 
@@ -27,19 +30,63 @@ pub trait SqlDialect {
     /// `column [NOT] LIKE pattern` (case-sensitive, `%` and `_` wildcards, no escape), or
     /// `None` when the engine cannot match it the same way.
     fn like(&self, column: &str, pattern: &str, negated: bool) -> Option<String>;
+
+    /// Whether values of this type come back exactly as they went in when the engine computes
+    /// over them (returns them, counts them, takes their minimum, sums numbers), so a whole
+    /// statement over such columns can run in the engine.
+    fn carries(&self, data_type: &DataType) -> bool {
+        self.compares_like_datafusion(data_type)
+            || matches!(data_type, DataType::Float32 | DataType::Float64)
+    }
+
+    /// ` LIMIT n OFFSET m`, as much of it as is needed.
+    fn limit(&self, fetch: Option<usize>, skip: usize) -> String {
+        let mut sql = fetch.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+        if skip > 0 {
+            sql.push_str(&format!(" OFFSET {skip}"));
+        }
+        sql
+    }
 }
 
-/// SQL computing exactly `expr` in the dialect's engine, or `None`.
+/// How column references are spelled in the SQL being written.
+pub trait ColumnNames {
+    /// The SQL naming `column`, and its type; `None` for a column it does not know.
+    fn column(&self, column: &Column) -> Option<(String, DataType)>;
+}
+
+/// The columns of one table, by their quoted names.
+pub struct TableColumns<'a>(pub &'a Schema);
+
+impl ColumnNames for TableColumns<'_> {
+    fn column(&self, column: &Column) -> Option<(String, DataType)> {
+        let field = self.0.field_with_name(&column.name).ok()?;
+        Some((quote_ident(&column.name), field.data_type().clone()))
+    }
+}
+
+/// SQL computing exactly `expr` (a filter over one table's columns) in the dialect's engine, or
+/// `None`.
 pub fn to_sql(expr: &Expr, schema: &Schema, dialect: &dyn SqlDialect) -> Option<String> {
-    let atoms = Atoms { schema, dialect };
+    predicate_sql(expr, &TableColumns(schema), dialect)
+}
+
+/// SQL computing exactly the predicate `expr` in the dialect's engine, with columns spelled by
+/// `columns`, or `None`.
+pub fn predicate_sql(
+    expr: &Expr,
+    columns: &dyn ColumnNames,
+    dialect: &dyn SqlDialect,
+) -> Option<String> {
+    let atoms = Atoms { columns, dialect };
     match expr {
         Expr::BinaryExpr(BinaryExpr {
             left,
             op: op @ (Operator::And | Operator::Or),
             right,
         }) => {
-            let l = to_sql(left, schema, dialect)?;
-            let r = to_sql(right, schema, dialect)?;
+            let l = predicate_sql(left, columns, dialect)?;
+            let r = predicate_sql(right, columns, dialect)?;
             Some(format!(
                 "({l} {} {r})",
                 if *op == Operator::And { "AND" } else { "OR" }
@@ -50,7 +97,11 @@ pub fn to_sql(expr: &Expr, schema: &Schema, dialect: &dyn SqlDialect) -> Option<
             let (l, r) = atoms.same_typed(left, right)?;
             Some(format!("({l} {op} {r})"))
         }
-        Expr::Not(inner) => Some(format!("(NOT {})", to_sql(inner, schema, dialect)?)),
+        Expr::Column(_) => {
+            let (column, data_type) = atoms.column(expr)?;
+            (data_type == DataType::Boolean).then(|| format!("({column})"))
+        }
+        Expr::Not(inner) => Some(format!("(NOT {})", predicate_sql(inner, columns, dialect)?)),
         Expr::IsNull(inner) => Some(format!("({} IS NULL)", atoms.column(inner)?.0)),
         Expr::IsNotNull(inner) => Some(format!("({} IS NOT NULL)", atoms.column(inner)?.0)),
         Expr::Between(Between {
@@ -183,7 +234,7 @@ pub fn is_string(ty: &DataType) -> bool {
     )
 }
 
-fn comparison(op: Operator) -> Option<&'static str> {
+pub fn comparison(op: Operator) -> Option<&'static str> {
     Some(match op {
         Operator::Eq => "=",
         Operator::NotEq => "<>",
@@ -195,13 +246,13 @@ fn comparison(op: Operator) -> Option<&'static str> {
     })
 }
 
-fn same_family(a: &DataType, b: &DataType) -> bool {
+pub fn same_family(a: &DataType, b: &DataType) -> bool {
     a == b || (is_string(a) && is_string(b))
 }
 
-/// Columns and literals of one table, checked against the dialect.
+/// Columns and literals, checked against the dialect.
 struct Atoms<'a> {
-    schema: &'a Schema,
+    columns: &'a dyn ColumnNames,
     dialect: &'a dyn SqlDialect,
 }
 
@@ -218,13 +269,13 @@ impl Atoms<'_> {
 
     /// A column of a supported type: its quoted name and type.
     fn column(&self, expr: &Expr) -> Option<(String, DataType)> {
-        let Expr::Column(Column { name, .. }) = expr else {
+        let Expr::Column(column) = expr else {
             return None;
         };
-        let field = self.schema.field_with_name(name).ok()?;
+        let (sql, data_type) = self.columns.column(column)?;
         self.dialect
-            .compares_like_datafusion(field.data_type())
-            .then(|| (quote_ident(name), field.data_type().clone()))
+            .compares_like_datafusion(&data_type)
+            .then_some((sql, data_type))
     }
 
     /// A non-null literal of the column's type.
@@ -250,6 +301,9 @@ mod tests {
     struct Plain;
 
     impl SqlDialect for Plain {
+        fn name(&self) -> &str {
+            "plain"
+        }
         fn compares_like_datafusion(&self, ty: &DataType) -> bool {
             ty.is_integer() || is_string(ty)
         }

@@ -6,6 +6,7 @@ mod integration {
     mod cli;
     pub mod common;
     mod duckdb_writes;
+    mod federation;
     mod fixtures;
     mod host_library;
     mod hostile;

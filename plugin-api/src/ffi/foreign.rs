@@ -7,24 +7,31 @@ use std::sync::Arc;
 
 use abi_stable::std_types::{RResult, RString, RVec};
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{TableProvider, TableProviderFactory};
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::TaskContextProvider;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::CreateExternalTable;
 use datafusion::prelude::SessionContext;
+use datafusion_ffi::arrow_wrappers::WrappedSchema;
 use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
+use datafusion_ffi::table_provider::ForeignTableProvider;
 use datafusion_ffi::table_provider_factory::ForeignTableProviderFactory;
 use datafusion_proto::logical_plan::DefaultLogicalExtensionCodec;
 use datafusion_proto::logical_plan::to_proto::serialize_expr;
 use prost::Message;
 
 use super::module::AcceleratorModuleRef;
-use super::types::{FfiAccelerationSource, FfiLogicalCodec, FfiPartitionedBy};
+use super::types::{
+    FfiAccelerationSource, FfiLogicalCodec, FfiPartitionedBy, FfiSchema, FfiTableProvider,
+};
 use crate::accelerator::{
     AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,
     DataAccelerator, FilePathError, ParameterSpec, PartitionedBy,
 };
+use crate::sql_engine::{SqlEngine, SqlTable};
 
 /// An engine that lives in a loaded library, seen through its function table.
 pub struct ForeignAccelerator {
@@ -33,6 +40,8 @@ pub struct ForeignAccelerator {
     prefix: String,
     parameters: Vec<ParameterSpec>,
     valid_file_extensions: Vec<String>,
+    /// The SQL dialect, for libraries with the SQL capability (ABI 1.1) whose engine has it.
+    sql_dialect: Option<String>,
     /// Task context and session the engine's tables are created with: the logical codec that
     /// decodes pushed-down filters holds only a weak reference to it, so it lives as long as
     /// this accelerator (and every table keeps the accelerator alive).
@@ -72,6 +81,10 @@ impl ForeignAccelerator {
                 .into_iter()
                 .map(String::from)
                 .collect(),
+            sql_dialect: module
+                .sql_dialect()
+                .and_then(|dialect| dialect().into_option())
+                .map(String::from),
             context: Arc::new(SessionContext::new()),
         })
     }
@@ -174,6 +187,52 @@ impl DataAccelerator for ForeignAccelerator {
         match (self.module.shutdown())().await {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(e) => Err(engine_error(&self.name, "shutdown", e)),
+        }
+    }
+
+    fn sql_engine(&self) -> Option<&dyn SqlEngine> {
+        self.sql_dialect.as_ref().map(|_| self as &dyn SqlEngine)
+    }
+}
+
+#[async_trait]
+impl SqlEngine for ForeignAccelerator {
+    fn dialect(&self) -> &str {
+        self.sql_dialect.as_deref().unwrap_or_default()
+    }
+
+    /// Only for tables this library created (datafusion-ffi providers of another library, or
+    /// of none, are `None`).
+    fn sql_table(&self, table: &dyn TableProvider) -> Option<SqlTable> {
+        let table = table.downcast_ref::<ForeignTableProvider>()?;
+        let found = (self.module.sql_table()?)(&FfiTableProvider(table.0.clone()));
+        found.into_option().map(|t| SqlTable {
+            context: t.context.into(),
+            table: t.table.into(),
+        })
+    }
+
+    async fn execute_sql(
+        &self,
+        context: &str,
+        sql: &str,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream> {
+        let execute = self.module.execute_sql().ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "engine `{}` was built for plugin ABI 1.0, which cannot run SQL statements",
+                self.name
+            ))
+        })?;
+        match execute(
+            context.into(),
+            sql.into(),
+            FfiSchema(WrappedSchema::from(schema)),
+        )
+        .await
+        {
+            RResult::ROk(stream) => Ok(Box::pin(stream.0)),
+            RResult::RErr(e) => Err(engine_error(&self.name, "execute_sql", e)),
         }
     }
 }

@@ -10,7 +10,8 @@ use async_ffi::FfiFuture;
 
 use super::types::{
     FfiAccelerationLayout, FfiAccelerationSource, FfiBootstrapStatus, FfiEngineDescription,
-    FfiFilePathError, FfiLogicalCodec, FfiPartitionedBy, FfiTableFactory,
+    FfiFilePathError, FfiLogicalCodec, FfiPartitionedBy, FfiRecordBatchStream, FfiSchema,
+    FfiSqlTable, FfiTableFactory, FfiTableProvider,
 };
 
 /// Name of the one entry symbol (an `abi_stable` `LibHeader` static) in every engine library.
@@ -52,20 +53,40 @@ pub struct AcceleratorModule {
     /// Flushes and closes everything the engine holds open.
     #[sabi(last_prefix_field)]
     pub shutdown: extern "C" fn() -> FfiFuture<RResult<(), RString>>,
+
+    // ABI 1.1: the optional SQL capability (`crate::SqlEngine`). Absent from libraries built
+    // for 1.0, which load as before; present but answering `None` for engines without it.
+    /// The SQL dialect of the engine, or `None` when it does not run statements.
+    #[sabi(missing_field(option))]
+    pub sql_dialect: extern "C" fn() -> ROption<RString>,
+
+    /// Where a table created by this library lives for SQL, or `None`.
+    #[sabi(missing_field(option))]
+    pub sql_table: extern "C" fn(table: &FfiTableProvider) -> ROption<FfiSqlTable>,
+
+    /// Runs one statement in a compute context; the rows stream as `schema`.
+    #[sabi(missing_field(option))]
+    pub execute_sql: extern "C" fn(
+        context: RString,
+        sql: RString,
+        schema: FfiSchema,
+    ) -> FfiFuture<RResult<FfiRecordBatchStream, RString>>,
 }
 
 impl RootModule for AcceleratorModuleRef {
     abi_stable::declare_root_module_statics! {AcceleratorModuleRef}
     const BASE_NAME: &'static str = "accel_engine";
     const NAME: &'static str = "accel_engine";
-    /// The plugin ABI version (`metadata::ABI_MAJOR`.`ABI_MINOR`), not the crate version.
+    /// The plugin ABI major (`metadata::ABI_MAJOR`), not the crate version. Minors are
+    /// checked from the metadata record instead: `abi_stable` would refuse a library built for
+    /// an older minor, which a prefix module is designed to accept.
     const VERSION_STRINGS: VersionStrings = VersionStrings::new("1.0.0");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{ABI_MAJOR, ABI_MINOR};
+    use crate::metadata::ABI_MAJOR;
 
     #[test]
     fn entry_symbol_literal_matches_abi_stable() {
@@ -76,8 +97,8 @@ mod tests {
     }
 
     #[test]
-    fn module_version_is_the_abi_version() {
+    fn module_version_carries_the_abi_major_only() {
         let v = AcceleratorModuleRef::VERSION_STRINGS;
-        assert_eq!(v.version, format!("{ABI_MAJOR}.{ABI_MINOR}.0"));
+        assert_eq!(v.version, format!("{ABI_MAJOR}.0.0"));
     }
 }

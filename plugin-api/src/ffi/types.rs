@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use abi_stable::StableAbi;
 use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
+use datafusion_ffi::arrow_wrappers::WrappedSchema;
 use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
+use datafusion_ffi::record_batch_stream::FFI_RecordBatchStream;
+use datafusion_ffi::table_provider::FFI_TableProvider;
 use datafusion_ffi::table_provider_factory::FFI_TableProviderFactory;
 
 use crate::accelerator::{
@@ -248,3 +251,27 @@ pub struct FfiLogicalCodec(#[sabi(unsafe_opaque_field)] pub FFI_LogicalExtension
 #[repr(transparent)]
 #[derive(StableAbi)]
 pub struct FfiTableFactory(#[sabi(unsafe_opaque_field)] pub FFI_TableProviderFactory);
+
+/// datafusion-ffi's table provider, carried opaquely: the host hands a table back to the
+/// library that created it (which finds its own provider behind it).
+#[repr(transparent)]
+#[derive(StableAbi)]
+pub struct FfiTableProvider(#[sabi(unsafe_opaque_field)] pub FFI_TableProvider);
+
+/// An Arrow schema through the C data interface, carried opaquely.
+#[repr(transparent)]
+#[derive(StableAbi)]
+pub struct FfiSchema(#[sabi(unsafe_opaque_field)] pub WrappedSchema);
+
+/// datafusion-ffi's record batch stream, carried opaquely; it polls on the engine's runtime.
+#[repr(transparent)]
+#[derive(StableAbi)]
+pub struct FfiRecordBatchStream(#[sabi(unsafe_opaque_field)] pub FFI_RecordBatchStream);
+
+/// Where a table lives for SQL (see [`crate::SqlTable`]).
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiSqlTable {
+    pub context: RString,
+    pub table: RString,
+}

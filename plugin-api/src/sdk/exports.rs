@@ -13,13 +13,17 @@ use std::sync::Arc;
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::std_types::{ROption, RResult, RString, RVec};
 use async_ffi::{FfiFuture, FutureExt};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
 use datafusion::logical_expr::Expr;
+use datafusion_ffi::record_batch_stream::FFI_RecordBatchStream;
 use datafusion_ffi::table_provider_factory::FFI_TableProviderFactory;
 use datafusion_proto::logical_plan::DefaultLogicalExtensionCodec;
 use datafusion_proto::logical_plan::from_proto::parse_expr;
 use datafusion_proto::protobuf::LogicalExprNode;
 use prost::Message;
 
+use super::guard::{GuardedTableProvider, guard_stream};
 use super::panic_message;
 use super::plugin::{ExportedEngine, Plugin, plugin};
 use super::table_factory::EngineTableFactory;
@@ -27,7 +31,8 @@ use crate::accelerator::{AccelerationSourceSpec, DataAccelerator, PartitionedBy}
 use crate::ffi::module::{AcceleratorModule, AcceleratorModuleRef};
 use crate::ffi::types::{
     FfiAccelerationLayout, FfiAccelerationSource, FfiBootstrapStatus, FfiEngineDescription,
-    FfiFilePathError, FfiLogicalCodec, FfiParameterSpec, FfiPartitionedBy, FfiTableFactory,
+    FfiFilePathError, FfiLogicalCodec, FfiParameterSpec, FfiPartitionedBy, FfiRecordBatchStream,
+    FfiSchema, FfiSqlTable, FfiTableFactory, FfiTableProvider,
 };
 
 /// Builds the function table for engine `E` (called once, by the entry symbol's constructor).
@@ -40,6 +45,9 @@ pub fn root_module<E: ExportedEngine>() -> AcceleratorModuleRef {
         is_initialized: is_initialized::<E>,
         file_path: file_path::<E>,
         shutdown: shutdown::<E>,
+        sql_dialect: sql_dialect::<E>,
+        sql_table: sql_table::<E>,
+        execute_sql: execute_sql::<E>,
     }
     .leak_into_prefix()
 }
@@ -158,6 +166,63 @@ extern "C" fn init<E: ExportedEngine>(
 extern "C" fn shutdown<E: ExportedEngine>() -> FfiFuture<RResult<(), RString>> {
     run_async::<E, _, _>("shutdown", |engine| async move {
         engine.shutdown().await.map_err(|e| e.to_string())
+    })
+}
+
+extern "C" fn sql_dialect<E: ExportedEngine>() -> ROption<RString> {
+    let dialect = run_sync::<E, _>("sql_dialect", |p| {
+        Ok(p.engine
+            .sql_engine()
+            .map(|sql| RString::from(sql.dialect())))
+    });
+    match dialect {
+        RResult::ROk(Some(dialect)) => ROption::RSome(dialect),
+        _ => ROption::RNone,
+    }
+}
+
+/// `table` came from this library's datafusion-ffi, which hands back the provider behind it:
+/// the SDK's guard around the engine's own table.
+extern "C" fn sql_table<E: ExportedEngine>(table: &FfiTableProvider) -> ROption<FfiSqlTable> {
+    let found = run_sync::<E, _>("sql_table", |p| {
+        let Some(sql) = p.engine.sql_engine() else {
+            return Ok(None);
+        };
+        let provider: Arc<dyn TableProvider> = (&table.0).into();
+        let Some(guarded) = provider.downcast_ref::<GuardedTableProvider>() else {
+            return Ok(None);
+        };
+        Ok(sql.sql_table(guarded.inner().as_ref()))
+    });
+    match found {
+        RResult::ROk(Some(t)) => ROption::RSome(FfiSqlTable {
+            context: t.context.into(),
+            table: t.table.into(),
+        }),
+        _ => ROption::RNone,
+    }
+}
+
+extern "C" fn execute_sql<E: ExportedEngine>(
+    context: RString,
+    sql: RString,
+    schema: FfiSchema,
+) -> FfiFuture<RResult<FfiRecordBatchStream, RString>> {
+    let schema: SchemaRef = schema.0.into();
+    run_async::<E, _, _>("execute_sql", move |engine| async move {
+        let name: Arc<str> = engine.name().into();
+        let sql_engine = engine
+            .sql_engine()
+            .ok_or_else(|| format!("engine `{name}` does not run SQL statements"))?;
+        let stream = sql_engine
+            .execute_sql(&context, &sql, schema)
+            .await
+            .map_err(|e| e.to_string())?;
+        let runtime = plugin::<E>()?.runtime.handle().clone();
+        Ok(FfiRecordBatchStream(FFI_RecordBatchStream::new(
+            guard_stream(stream, &name),
+            Some(runtime),
+        )))
     })
 }
 

@@ -85,6 +85,11 @@ pub struct GuardedTableProvider {
 }
 
 impl GuardedTableProvider {
+    /// The engine's own provider.
+    pub fn inner(&self) -> &Arc<dyn TableProvider> {
+        &self.inner
+    }
+
     /// Wraps a provider; its schema and table type are read once, here, so the host's calls
     /// for them never reach engine code.
     pub fn try_new(inner: Arc<dyn TableProvider>, engine: &str, runtime: Handle) -> Result<Self> {
@@ -238,12 +243,7 @@ impl ExecutionPlan for GuardedExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let stream = self.guard("execute", || self.inner.execute(partition, context))?;
-        let schema = stream.schema();
-        Ok(Box::pin(GuardedStream {
-            inner: Some(stream),
-            schema,
-            engine: Arc::clone(&self.engine),
-        }))
+        Ok(guard_stream(stream, &self.engine))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -251,6 +251,19 @@ impl ExecutionPlan for GuardedExec {
             .ok()
             .flatten()
     }
+}
+
+/// `stream` as exported to the host: a panic while polling it ends it with an error.
+pub fn guard_stream(
+    stream: SendableRecordBatchStream,
+    engine: &Arc<str>,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    Box::pin(GuardedStream {
+        inner: Some(stream),
+        schema,
+        engine: Arc::clone(engine),
+    })
 }
 
 /// An engine record batch stream as exported to the host: a panic while polling ends the

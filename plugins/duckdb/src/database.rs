@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accel_plugin_api::embedded::{ConnectionPool, Connector, OpenFiles, Pooled};
+use accel_plugin_api::embedded::{ConnectionPool, Connector, OpenFiles, Pooled, context_name};
 use datafusion::error::{DataFusionError, Result};
 use duckdb::{Config, Connection};
 
@@ -30,6 +30,8 @@ const CONNECTION_WAIT: Duration = Duration::from_secs(60);
 pub struct Database {
     /// `None` for an in-memory database.
     path: Option<PathBuf>,
+    /// Name of the database as a compute context (see `accel_plugin_api::embedded::Contexts`).
+    context: String,
     pool: Arc<ConnectionPool<DuckDbConnector>>,
     /// Settings the database was opened with.
     options: OpenOptions,
@@ -113,6 +115,7 @@ impl Database {
             describe,
         };
         Arc::new(Self {
+            context: context_name(path.as_deref()),
             path,
             pool: ConnectionPool::new(
                 connector,
@@ -142,6 +145,11 @@ impl Database {
         let root = Connection::open_with_flags(path, config(options)?)
             .map_err(|e| duck_error(&format!("opening {}", path.display()), e))?;
         Ok(Self::new(Some(path.to_owned()), root, options))
+    }
+
+    /// The database's name as a compute context: its file, or `memory #n`.
+    pub fn context(&self) -> &str {
+        &self.context
     }
 
     pub fn path(&self) -> Option<&Path> {

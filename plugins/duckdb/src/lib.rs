@@ -7,9 +7,9 @@
 
 pub mod arrow_bridge;
 mod database;
-mod filters;
 mod scan;
 mod sink;
+mod statements;
 mod table;
 mod types;
 
@@ -17,10 +17,11 @@ use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use accel_plugin_api::embedded::Contexts;
 use accel_plugin_api::file_mode::database_file;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError, Mode,
-    ParameterSpec, PartitionedBy, async_trait, export_accelerator,
+    ParameterSpec, PartitionedBy, SqlEngine, async_trait, export_accelerator,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
@@ -62,6 +63,8 @@ static PARAMETERS: [ParameterSpec; 4] = [
 #[derive(Default)]
 pub struct DuckDbAccelerator {
     databases: Databases,
+    /// Open databases by compute context, for statements the host pushes down.
+    contexts: Contexts<Database>,
 }
 
 export_accelerator!(DuckDbAccelerator, "duckdb");
@@ -190,5 +193,9 @@ impl DataAccelerator for DuckDbAccelerator {
         tokio::task::spawn_blocking(move || databases.iter().try_for_each(|db| db.checkpoint()))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?
+    }
+
+    fn sql_engine(&self) -> Option<&dyn SqlEngine> {
+        Some(self)
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
 use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
-use datafusion::arrow::compute::{BatchCoalescer, cast, take};
+use datafusion::arrow::compute::{BatchCoalescer, CastOptions, cast_with_options, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 
@@ -102,8 +102,15 @@ fn zero_null_slots(column: &ArrayRef) -> Result<ArrayRef> {
     Ok(take(column.as_ref(), &indices, None)?)
 }
 
-/// Casts DuckDB's output types (e.g. `Utf8` for VARCHAR) to the table's declared types and
-/// names.
+/// Casts that fail on a value the target type cannot hold (e.g. a HUGEINT sum beyond BIGINT)
+/// instead of turning it into NULL.
+const STRICT: CastOptions<'static> = CastOptions {
+    safe: false,
+    format_options: datafusion::arrow::util::display::FormatOptions::new(),
+};
+
+/// Casts DuckDB's output types (e.g. `Utf8` for VARCHAR, HUGEINT for a sum) to the types
+/// expected and their names; a value that does not fit is an error.
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     if batch.num_columns() != schema.fields().len() {
         return Err(DataFusionError::Internal(format!(
@@ -120,7 +127,7 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
             if column.data_type() == field.data_type() {
                 Ok(Arc::clone(column))
             } else {
-                cast(&zero_null_slots(column)?, field.data_type())
+                cast_with_options(&zero_null_slots(column)?, field.data_type(), &STRICT)
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -16,10 +16,11 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::database::{Database, duck_error};
-use crate::filters::to_duckdb_sql;
 use crate::scan::{ScanOutput, scan_exec};
 use crate::sink::DuckDbSink;
+use accel_plugin_api::dialects::DuckDbDialect;
 use accel_plugin_api::pushdown::scan_sql;
+use accel_plugin_api::pushdown::to_sql;
 
 use crate::types::{column_definition, quote_ident};
 use accel_plugin_api::keys::TableKeys;
@@ -42,6 +43,16 @@ impl fmt::Debug for DuckDbTable {
 }
 
 impl DuckDbTable {
+    /// The database the table is stored in.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.database
+    }
+
+    /// The table's name in its database.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Creates table `name` with `schema` in `database`, or opens it when it exists with the
     /// same columns.
     pub fn create_or_open(
@@ -154,7 +165,7 @@ impl TableProvider for DuckDbTable {
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|f| match to_duckdb_sql(f, &self.schema) {
+            .map(|f| match to_sql(f, &self.schema, &DuckDbDialect) {
                 Some(_) => TableProviderFilterPushDown::Exact,
                 None => TableProviderFilterPushDown::Unsupported,
             })
@@ -176,7 +187,7 @@ impl TableProvider for DuckDbTable {
         // above the scan (and then passes no limit).
         let conditions: Vec<String> = filters
             .iter()
-            .filter_map(|f| to_duckdb_sql(f, &self.schema))
+            .filter_map(|f| to_sql(f, &self.schema, &DuckDbDialect))
             .collect();
         let sql = scan_sql(&self.name, &schema, &conditions, limit);
         let (output, schema) = if schema.fields().is_empty() {

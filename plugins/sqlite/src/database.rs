@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use accel_plugin_api::embedded::{ConnectionPool, Connector, OpenFiles, Pooled};
+use accel_plugin_api::embedded::{ConnectionPool, Connector, OpenFiles, Pooled, context_name};
 use datafusion::error::{DataFusionError, Result};
 use rusqlite::{Connection, OpenFlags};
 
@@ -53,6 +53,8 @@ pub fn sqlite_error(context: &str, e: rusqlite::Error) -> DataFusionError {
 pub struct Database {
     /// `None` in memory mode.
     path: Option<PathBuf>,
+    /// Name of the database as a compute context (see `accel_plugin_api::embedded::Contexts`).
+    context: String,
     pool: Arc<ConnectionPool<SqliteConnector>>,
     /// Held by a writer for its whole transaction, so writers of this process queue here
     /// instead of failing on SQLite's lock.
@@ -130,6 +132,7 @@ impl Database {
             Some(first)
         };
         Ok(Arc::new(Self {
+            context: context_name(path.as_deref()),
             path,
             pool: ConnectionPool::new(
                 connector,
@@ -179,6 +182,11 @@ impl Database {
             path.display().to_string(),
             options,
         )
+    }
+
+    /// The database's name as a compute context: its file, or `memory #n`.
+    pub fn context(&self) -> &str {
+        &self.context
     }
 
     pub fn path(&self) -> Option<&Path> {

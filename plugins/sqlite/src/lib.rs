@@ -6,9 +6,9 @@
 //! documents. Built as a plugin library (`export_accelerator!`) and usable as an rlib.
 
 mod database;
-mod filters;
 mod scan;
 mod sink;
+mod statements;
 pub mod storage;
 mod table;
 
@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use accel_plugin_api::embedded::Contexts;
 use accel_plugin_api::file_mode::database_file;
 use accel_plugin_api::keys::TableKeys;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError, Mode,
-    ParameterSpec, PartitionedBy, async_trait, export_accelerator,
+    ParameterSpec, PartitionedBy, SqlEngine, async_trait, export_accelerator,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
@@ -60,6 +61,8 @@ static PARAMETERS: [ParameterSpec; 3] = [
 #[derive(Default)]
 pub struct SqliteAccelerator {
     databases: Databases,
+    /// Open databases by compute context, for statements the host pushes down.
+    contexts: Contexts<Database>,
 }
 
 export_accelerator!(SqliteAccelerator, "sqlite");
@@ -202,6 +205,10 @@ impl DataAccelerator for SqliteAccelerator {
         tokio::task::spawn_blocking(move || databases.iter().try_for_each(|db| db.checkpoint()))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?
+    }
+
+    fn sql_engine(&self) -> Option<&dyn SqlEngine> {
+        Some(self)
     }
 }
 

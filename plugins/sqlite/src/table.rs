@@ -18,10 +18,11 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
 use crate::database::{Database, sqlite_error};
-use crate::filters::to_sqlite_sql;
 use crate::scan::{ScanOutput, scan_exec};
 use crate::sink::SqliteSink;
 use crate::storage::{column_definition, declared_type};
+use accel_plugin_api::dialects::SqliteDialect;
+use accel_plugin_api::pushdown::to_sql;
 
 pub struct SqliteTable {
     database: Arc<Database>,
@@ -41,6 +42,16 @@ impl fmt::Debug for SqliteTable {
 }
 
 impl SqliteTable {
+    /// The database the table is stored in.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.database
+    }
+
+    /// The table's name in its database.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Creates table `name` with `schema` in `database`, or opens it when it exists with the
     /// same columns; creates the indexes the options ask for.
     pub fn create_or_open(
@@ -141,7 +152,7 @@ impl TableProvider for SqliteTable {
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|f| match to_sqlite_sql(f, &self.schema) {
+            .map(|f| match to_sql(f, &self.schema, &SqliteDialect) {
                 Some(_) => TableProviderFilterPushDown::Exact,
                 None => TableProviderFilterPushDown::Unsupported,
             })
@@ -163,7 +174,7 @@ impl TableProvider for SqliteTable {
         // the scan (and then passes no limit).
         let conditions: Vec<String> = filters
             .iter()
-            .filter_map(|f| to_sqlite_sql(f, &self.schema))
+            .filter_map(|f| to_sql(f, &self.schema, &SqliteDialect))
             .collect();
         let sql = scan_sql(&self.name, &schema, &conditions, limit);
         let (output, schema) = if schema.fields().is_empty() {

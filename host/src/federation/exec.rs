@@ -1,0 +1,242 @@
+//! Planning and running an [`EngineQuery`]: the planner takes the read guards of every table
+//! in it (in name order, as a hand-over locks them), writes the statement again against the
+//! generation serving them now, and the plan runs it in that engine, holding the guards until
+//! its rows are consumed — a hand-over waits for it, as for a scan.
+
+use std::fmt;
+use std::sync::Arc;
+
+use accel_plugin_api::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+use futures::TryStreamExt;
+
+use super::node::EngineQuery;
+use super::statement::Statement;
+use crate::managed_table::ManagedTable;
+use crate::plugin_exec::{KeepAlive, keep_alive_stream};
+use crate::registry::RegisteredEngine;
+
+/// DataFusion's planner, which also plans [`EngineQuery`] nodes.
+#[derive(Debug)]
+pub struct AccelQueryPlanner;
+
+#[async_trait]
+impl QueryPlanner for AccelQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(EngineQueryPlanner)])
+            .create_physical_plan(logical_plan, session)
+            .await
+    }
+}
+
+struct EngineQueryPlanner;
+
+#[async_trait]
+impl ExtensionPlanner for EngineQueryPlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        _physical_inputs: &[Arc<dyn ExecutionPlan>],
+        _session: &dyn Session,
+        _planning: &PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(query) = node.as_any().downcast_ref::<EngineQuery>() else {
+            return Ok(None);
+        };
+        let mut tables = tables_of(&query.plan);
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut guards = Vec::with_capacity(tables.len());
+        for table in &tables {
+            guards.push(table.enter().await?);
+        }
+        let targets: Vec<_> = guards.iter().map(|g| g.sql_target()).collect();
+        let lookup = |table: &Arc<ManagedTable>| {
+            let at = tables.iter().position(|t| Arc::ptr_eq(t, table))?;
+            targets[at].clone()
+        };
+        let statement = Statement::write(&query.plan, &lookup).ok_or_else(|| {
+            DataFusionError::Execution(format!(
+                "tables {} no longer share one engine generation (a hand-over happened while \
+                 the query was planned); run the query again",
+                tables
+                    .iter()
+                    .map(|t| format!("`{}`", t.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        Ok(Some(Arc::new(EngineQueryExec::new(
+            statement,
+            query.plan.schema().inner().clone(),
+            Arc::new(guards) as KeepAlive,
+        )?)))
+    }
+}
+
+/// The managed tables a subplan scans.
+fn tables_of(plan: &LogicalPlan) -> Vec<Arc<ManagedTable>> {
+    let mut tables: Vec<Arc<ManagedTable>> = Vec::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
+            && let Ok(table) =
+                (provider as Arc<dyn std::any::Any + Send + Sync>).downcast::<ManagedTable>()
+            && !tables.iter().any(|t| Arc::ptr_eq(t, &table))
+        {
+            tables.push(table);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    tables
+}
+
+/// One statement run by an engine; EXPLAIN shows the engine and the SQL.
+pub struct EngineQueryExec {
+    sql: String,
+    context: String,
+    generation: Arc<RegisteredEngine>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    /// The tables' read guards.
+    guards: KeepAlive,
+}
+
+impl EngineQueryExec {
+    fn new(statement: Statement, schema: SchemaRef, guards: KeepAlive) -> Result<Self> {
+        let mut equivalences = EquivalenceProperties::new(Arc::clone(&schema));
+        let ordering: Vec<PhysicalSortExpr> = statement
+            .ordering
+            .iter()
+            .map(|(index, options)| {
+                let column: Arc<dyn PhysicalExpr> =
+                    Arc::new(Column::new(schema.field(*index).name(), *index));
+                PhysicalSortExpr::new(column, *options)
+            })
+            .collect();
+        if !ordering.is_empty() {
+            equivalences.add_orderings([ordering]);
+        }
+        let properties = Arc::new(PlanProperties::new(
+            equivalences,
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(Self {
+            sql: statement.sql,
+            context: statement.target.table.context.clone(),
+            generation: statement.target.generation,
+            schema,
+            properties,
+            guards,
+        })
+    }
+}
+
+impl fmt::Debug for EngineQueryExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineQueryExec")
+            .field("sql", &self.sql)
+            .finish()
+    }
+}
+
+impl DisplayAs for EngineQueryExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "EngineQueryExec: engine={} {} sql={}",
+            self.generation.name(),
+            self.generation.version,
+            self.sql
+        )
+    }
+}
+
+impl ExecutionPlan for EngineQueryExec {
+    fn name(&self) -> &str {
+        "EngineQueryExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "EngineQueryExec has no children".to_owned(),
+            ))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "EngineQueryExec has one partition, asked for {partition}"
+            )));
+        }
+        let generation = Arc::clone(&self.generation);
+        let (context, sql, schema) = (
+            self.context.clone(),
+            self.sql.clone(),
+            Arc::clone(&self.schema),
+        );
+        let rows = futures::stream::once(async move {
+            let engine = generation.accelerator.sql_engine().ok_or_else(|| {
+                DataFusionError::Execution(format!(
+                    "engine {} no longer runs SQL statements",
+                    generation.describe()
+                ))
+            })?;
+            engine.execute_sql(&context, &sql, schema).await
+        })
+        .try_flatten();
+        let stream = Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            rows,
+        ));
+        Ok(keep_alive_stream(stream, Arc::clone(&self.guards)))
+    }
+}
