@@ -260,16 +260,28 @@ async fn run(rows: u64) {
             ),
         ),
     ] {
-        let plugin = median(|| async { host.sql(&sql.replace("{t}", "d")).await.unwrap() }).await;
-        let builtin = median(|| async { host.sql(&sql.replace("{t}", "b")).await.unwrap() }).await;
-        figures.push(Figure {
-            name: format!("FFI tax: {what}, DuckDB plugin"),
-            accel: plugin,
-            baseline_name: "same engine crate built in",
-            baseline: builtin,
-            goal: "<= 1.05x",
-        });
+        // federation off: every row crosses the boundary; on: one statement's result does
+        for federation in [false, true] {
+            host.federation_switch().set(federation);
+            let plugin =
+                median(|| async { host.sql(&sql.replace("{t}", "d")).await.unwrap() }).await;
+            let builtin =
+                median(|| async { host.sql(&sql.replace("{t}", "b")).await.unwrap() }).await;
+            let path = if federation {
+                "federated"
+            } else {
+                "rows through a scan"
+            };
+            figures.push(Figure {
+                name: format!("FFI tax: {what}, DuckDB plugin, {path}"),
+                accel: plugin,
+                baseline_name: "same engine crate built in",
+                baseline: builtin,
+                goal: "<= 1.05x",
+            });
+        }
     }
+    host.federation_switch().set(true);
 
     // Scan through accel vs DuckDB's own Arrow export of the same query.
     let scan_sql = "SELECT i, f, s FROM d";
@@ -290,20 +302,42 @@ async fn run(rows: u64) {
         goal: "<= 1.25x",
     });
 
-    // Aggregates: accel pulls rows out and DataFusion aggregates; DuckDB aggregates itself.
-    let aggregate_sql = "SELECT sum(i), sum(f), count(s) FROM d";
-    let aggregate = median(|| async { host.sql(aggregate_sql).await.unwrap() }).await;
-    let native_aggregate = median_sync(RUNS, || {
-        duck.query_row(aggregate_sql, [], |r| r.get::<_, i64>(2))
-            .unwrap()
-    });
-    figures.push(Figure {
-        name: "sum/sum/count, DuckDB plugin".into(),
-        accel: aggregate,
-        baseline_name: "DuckDB executing the SQL itself",
-        baseline: native_aggregate,
-        goal: "<= 1.5x (issue 9)",
-    });
+    // Aggregates pushed into the engine as one statement, vs DuckDB executing the same SQL
+    // itself, and vs the same query with federation off (rows out, DataFusion aggregates).
+    for (what, sql) in [
+        ("sum/sum/count", "SELECT sum(i), sum(f), count(s) FROM d"),
+        (
+            "GROUP BY s (1000 groups): count/sum/avg",
+            "SELECT s, count(*), sum(i), avg(f) FROM d GROUP BY s",
+        ),
+    ] {
+        let federated = median(|| async { host.sql(sql).await.unwrap() }).await;
+        let native = median_sync(RUNS, || {
+            let mut statement = duck.prepare(sql).unwrap();
+            statement
+                .query_arrow([])
+                .unwrap()
+                .map(|b| b.num_rows())
+                .sum::<usize>()
+        });
+        host.federation_switch().set(false);
+        let unfederated = median(|| async { host.sql(sql).await.unwrap() }).await;
+        host.federation_switch().set(true);
+        figures.push(Figure {
+            name: format!("{what}, DuckDB plugin, federated"),
+            accel: federated,
+            baseline_name: "DuckDB executing the SQL itself",
+            baseline: native,
+            goal: "<= 1.5x (issue 9)",
+        });
+        figures.push(Figure {
+            name: format!("{what}, DuckDB plugin, federation off"),
+            accel: unfederated,
+            baseline_name: "the same query federated",
+            baseline: federated,
+            goal: "(how much federation saves)",
+        });
+    }
 
     // The arrow built-in vs a plain DataFusion MemTable with the same batches.
     let batches: Vec<RecordBatch> = host.sql("SELECT * FROM a").await.unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use accel_plugin_api::ffi::ROOT_MODULE_SYMBOL;
-use accel_plugin_api::metadata::PluginMetadata;
+use accel_plugin_api::metadata::{ABI_MAJOR, ABI_MINOR, PluginMetadata};
 
 use super::common::{accel, host_with, plugin_dir_with_duckdb, stderr, stdout};
 
@@ -130,7 +130,10 @@ fn metadata_problems_are_reported_on_stderr_by_the_binary() {
         "{err}"
     );
     assert!(
-        err.contains("plugin-api ABI major: library has 2.0, host expects 1.x"),
+        err.contains(&format!(
+            "plugin-api ABI major: library has {}.{ABI_MINOR}, host expects {ABI_MAJOR}.x",
+            ABI_MAJOR + 1
+        )),
         "{err}"
     );
     assert!(

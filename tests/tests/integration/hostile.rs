@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use accel_plugin_api::metadata::{PluginMetadata, RECORD_SIZE};
+use accel_plugin_api::metadata::{ABI_MAJOR, ABI_MINOR, PluginMetadata, RECORD_SIZE};
 
 use super::common::{
     accel, duckdb_library, host_with, install, plugin_dir_with_duckdb, rows, stderr,
@@ -96,13 +96,22 @@ fn build_corpus(dir: &Path) -> Vec<(&'static str, &'static str)> {
     fixture_library(dir, "abimajor", Some(&record(|m| m.abi_major += 1)));
     cases.push((
         "libabimajor.so",
-        "plugin-api ABI major: library has 2.0, host expects 1.x",
+        format!(
+            "plugin-api ABI major: library has {}.{ABI_MINOR}, host expects {ABI_MAJOR}.x",
+            ABI_MAJOR + 1
+        )
+        .leak(),
     ));
 
     fixture_library(dir, "abiminor", Some(&record(|m| m.abi_minor += 1)));
     cases.push((
         "libabiminor.so",
-        "plugin-api ABI minor: library has 1.1, host expects at most 1.0",
+        format!(
+            "plugin-api ABI minor: library has {ABI_MAJOR}.{}, host expects at most \
+             {ABI_MAJOR}.{ABI_MINOR}",
+            ABI_MINOR + 1
+        )
+        .leak(),
     ));
 
     fixture_library(
