@@ -9,7 +9,7 @@ use std::sync::Arc;
 use accel_engine_duckdb::DuckDbAccelerator;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError,
-    ParameterSpec, PartitionedBy, async_trait, register_builtin,
+    ParameterSpec, PartitionedBy, SqlEngine, async_trait, register_builtin,
 };
 use datafusion::catalog::TableProvider;
 use datafusion::error::Result;
@@ -76,5 +76,9 @@ impl DataAccelerator for BuiltinDuckDb {
 
     async fn shutdown(&self) -> Result<()> {
         self.0.shutdown().await
+    }
+
+    fn sql_engine(&self) -> Option<&dyn SqlEngine> {
+        self.0.sql_engine()
     }
 }
