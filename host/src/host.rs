@@ -19,6 +19,7 @@ use datafusion::sql::parser::DFParser;
 use crate::check::{CheckedLibrary, check_as};
 use crate::discover::{PLUGIN_PATH_VAR, discover, plugin_dirs};
 use crate::federation::{FederationSwitch, federation_setting};
+use crate::fingerprint::Fingerprint;
 use crate::load::{load, private_copy};
 use crate::managed_table::ManagedTable;
 use crate::plugin_accelerator::PluginAccelerator;
@@ -83,6 +84,8 @@ pub struct Admitted {
     /// Files skipped because a library with the same content is loaded already.
     pub unchanged: Vec<PathBuf>,
     pub problems: Vec<String>,
+    /// Fingerprints started, still being computed in the background perhaps.
+    pub fingerprints: Vec<Fingerprint>,
 }
 
 impl Host {
@@ -289,8 +292,8 @@ pub fn admit_libraries(registry: &EngineRegistry, options: &HostOptions) -> Admi
             admitted.unchanged.push(path);
             continue;
         }
-        let (copy, generation, hash) = match private_copy(&path) {
-            Ok(copy) => (copy.path, copy.generation, copy.content_hash),
+        let (copy, generation) = match private_copy(&path) {
+            Ok(copy) => (copy.path, copy.generation),
             Err(e) => {
                 admitted
                     .problems
@@ -298,7 +301,34 @@ pub fn admit_libraries(registry: &EngineRegistry, options: &HostOptions) -> Admi
                 continue;
             }
         };
-        if let Some(loaded) = registry.by_hash(&hash) {
+        let checked = match check(&path, &copy, options.permission_policy) {
+            Ok(checked) => checked,
+            Err(problem) => {
+                let _ = std::fs::remove_file(&copy);
+                admitted.problems.push(problem);
+                continue;
+            }
+        };
+        let fingerprint = match Fingerprint::start(&copy) {
+            Ok(fingerprint) => {
+                admitted.fingerprints.push(fingerprint.clone());
+                fingerprint
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&copy);
+                admitted
+                    .problems
+                    .push(format!("{}: cannot read: {e}", path.display()));
+                continue;
+            }
+        };
+        // Only a library whose engine name and version are loaded can hold loaded content:
+        // only then is its fingerprint awaited (start-up never waits for one).
+        let same_version = registry.has_version(&checked.metadata.engine_name, &checked.version);
+        if let Some(loaded) = same_version
+            .then(|| registry.by_fingerprint(fingerprint.get()))
+            .flatten()
+        {
             let _ = std::fs::remove_file(&copy);
             match &loaded.origin {
                 Origin::Plugin { path: from, .. } if from != &path => {
@@ -319,14 +349,13 @@ pub fn admit_libraries(registry: &EngineRegistry, options: &HostOptions) -> Admi
             }
             continue;
         }
-        let checked = match admit(registry, &path, &copy, options.permission_policy) {
-            Ok(checked) => checked,
-            Err(problem) => {
-                let _ = std::fs::remove_file(&copy);
-                admitted.problems.push(problem);
-                continue;
-            }
-        };
+        if let Err(problem) =
+            registry.check_name_free(&checked.metadata.engine_name, &checked.version, &path)
+        {
+            let _ = std::fs::remove_file(&copy);
+            admitted.problems.push(problem);
+            continue;
+        }
         let (library, engine) = match load(&checked, &copy, generation) {
             Ok(loaded) => loaded,
             Err(e) => {
@@ -335,7 +364,7 @@ pub fn admit_libraries(registry: &EngineRegistry, options: &HostOptions) -> Admi
             }
         };
         let engine = PluginAccelerator::new(engine, Arc::new(library));
-        match registry.register_plugin(engine, hash) {
+        match registry.register_plugin(engine, fingerprint) {
             Ok(registered) => {
                 registry.remember_file_opt(identity);
                 admitted.generations.push(registered);
@@ -347,14 +376,12 @@ pub fn admit_libraries(registry: &EngineRegistry, options: &HostOptions) -> Admi
 }
 
 /// Trust, check and name checks of one library, reading its private copy.
-fn admit(
-    registry: &EngineRegistry,
+/// Trust and metadata checks of a library, on its private copy.
+fn check(
     path: &Path,
     copy: &Path,
     policy: PermissionPolicy,
 ) -> std::result::Result<CheckedLibrary, String> {
     check_trust(path, copy, policy).map_err(|e| e.to_string())?;
-    let checked = check_as(copy, path).map_err(|e| e.to_string())?;
-    registry.check_name_free(&checked.metadata.engine_name, &checked.version, path)?;
-    Ok(checked)
+    check_as(copy, path).map_err(|e| e.to_string())
 }

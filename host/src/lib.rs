@@ -6,7 +6,8 @@
 //! 1. [`discover`] — find candidate libraries in the plugin directories;
 //! 2. [`trust`] and [`check`] — refuse files the user may not trust, then read each one's
 //!    metadata from the file and compare it with the host;
-//! 3. [`load`] — open a unique copy and obtain its engine;
+//! 3. [`load`] — open a unique copy and obtain its engine ([`fingerprint`]: its content,
+//!    in the background, for reloads);
 //! 4. [`registry`] — built-in and plugin engines behind one interface;
 //! 5. [`serve`] — a DataFusion session whose table factories are the engines; every table is
 //!    a [`managed_table`], which a newer engine generation can take over; [`federation`] runs
@@ -21,6 +22,7 @@ pub mod check;
 pub mod discover;
 pub mod engines;
 pub mod federation;
+pub mod fingerprint;
 pub mod host;
 pub mod load;
 pub mod managed_table;

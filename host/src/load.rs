@@ -13,7 +13,6 @@
 //!   generation still serves, and retiring one is a matter of dropping those.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -103,15 +102,12 @@ pub fn remove_copies_dir() {
 pub struct PrivateCopy {
     pub path: PathBuf,
     pub generation: u64,
-    /// XXH3-128 of the content, hex: tells a reload whether this content is loaded already
-    /// (identity, not trust: the allow-list uses SHA-256).
-    pub content_hash: String,
 }
 
-/// Puts a library into the private directory under a new generation's name, fingerprinting
-/// it on the way. Everything after this — the allow-list hash, the metadata check, `dlopen` —
-/// reads the private name, so renaming or replacing the file in the plugin directory cannot
-/// change what was checked.
+/// Puts a library into the private directory under a new generation's name. Everything after
+/// this — the fingerprint, the allow-list hash, the metadata check, `dlopen` — reads the
+/// private name, so renaming or replacing the file in the plugin directory cannot change what
+/// was checked.
 ///
 /// On the same filesystem the private name is a hard link: it pins the file's inode and costs
 /// nothing, where a copy of a 200 MB engine library costs a disk write per load (the measured
@@ -125,36 +121,17 @@ pub fn private_copy(path: &Path) -> std::io::Result<PrivateCopy> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let copy = copies_dir()?.join(format!("g{generation}-{name}"));
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    if std::fs::hard_link(path, &copy).is_ok() {
-        let mut linked = File::open(&copy)?;
-        loop {
-            let read = linked.read(&mut buffer)?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-        }
-    } else {
+    if std::fs::hard_link(path, &copy).is_err() {
         let mut source = File::open(path)?;
         let mut target = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&copy)?;
-        loop {
-            let read = source.read(&mut buffer)?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-            target.write_all(&buffer[..read])?;
-        }
+        std::io::copy(&mut source, &mut target)?;
     }
     Ok(PrivateCopy {
         path: copy,
         generation,
-        content_hash: format!("{:032x}", hasher.digest128()),
     })
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use accel_plugin_api::metadata::{ABI_MAJOR, ABI_MINOR};
 use accel_plugin_api::{BUILTIN_ENGINES, DataAccelerator};
 
+use crate::fingerprint::Fingerprint;
 use crate::plugin_accelerator::PluginAccelerator;
 
 /// Where an engine came from.
@@ -60,8 +61,9 @@ pub struct RegisteredEngine {
     pub version: semver::Version,
     /// Plugin-api ABI version the engine was built for (`major.minor`).
     pub api_version: String,
-    /// Content hash of the library file, for plugins (a reload skips content already loaded).
-    pub hash: Option<String>,
+    /// Content fingerprint of the library file, for plugins (a reload skips content already
+    /// loaded).
+    pub fingerprint: Option<Fingerprint>,
     state: Mutex<State>,
 }
 
@@ -150,7 +152,7 @@ impl EngineRegistry {
                         origin: Origin::BuiltIn,
                         version: version.clone(),
                         api_version: format!("{ABI_MAJOR}.{ABI_MINOR}"),
-                        hash: None,
+                        fingerprint: None,
                         state: Mutex::new(State::Active),
                     })],
                 );
@@ -174,7 +176,7 @@ impl EngineRegistry {
     pub fn register_plugin(
         &self,
         engine: PluginAccelerator,
-        hash: String,
+        fingerprint: Fingerprint,
     ) -> Result<Arc<RegisteredEngine>, String> {
         let library = Arc::clone(engine.library());
         let name = engine.name().to_owned();
@@ -191,7 +193,7 @@ impl EngineRegistry {
                 "{}.{}",
                 library.metadata.abi_major, library.metadata.abi_minor
             ),
-            hash: Some(hash),
+            fingerprint: Some(fingerprint),
             state: Mutex::new(State::Active),
         });
         let generations = engines.entry(name).or_default();
@@ -239,13 +241,20 @@ impl EngineRegistry {
         self.read().values().flatten().cloned().collect()
     }
 
-    /// The generation loaded from a library with this content (in any state).
-    pub fn by_hash(&self, hash: &str) -> Option<Arc<RegisteredEngine>> {
+    /// The generation loaded from a library with this content (in any state); waits for
+    /// fingerprints still being computed.
+    pub fn by_fingerprint(&self, fingerprint: &str) -> Option<Arc<RegisteredEngine>> {
+        let generations = self.engines();
+        generations
+            .into_iter()
+            .find(|g| g.fingerprint.as_ref().map(Fingerprint::get) == Some(fingerprint))
+    }
+
+    /// Whether a generation of engine `name` at `version` is loaded (in any state).
+    pub fn has_version(&self, name: &str, version: &semver::Version) -> bool {
         self.read()
-            .values()
-            .flatten()
-            .find(|g| g.hash.as_deref() == Some(hash))
-            .cloned()
+            .get(name)
+            .is_some_and(|generations| generations.iter().any(|g| &g.version == version))
     }
 
     /// Whether this file, unchanged on disk, was already found to hold loaded content.

@@ -65,6 +65,10 @@ impl Host {
     /// Queries keep running throughout; nothing here fails the host.
     pub async fn reload(&self) -> ReloadReport {
         let admitted = admit_libraries(&self.registry, self.options());
+        // A reload finishes its reading: no descriptor of a new library stays open after it.
+        for fingerprint in &admitted.fingerprints {
+            fingerprint.wait();
+        }
         let mut report = ReloadReport {
             unchanged: admitted.unchanged.len(),
             problems: admitted.problems,
