@@ -82,6 +82,9 @@ impl Statement {
 
 /// The order of the root's rows: those of its sort (or of the sort under its limit).
 fn root_ordering(plan: &LogicalPlan) -> Option<Vec<(usize, SortOptions)>> {
+    if let LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. }) = plan {
+        return root_ordering(input);
+    }
     let sort = match plan {
         LogicalPlan::Sort(sort) => sort,
         LogicalPlan::Limit(Limit { input, .. }) => match input.as_ref() {
