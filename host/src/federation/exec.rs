@@ -1,7 +1,12 @@
 //! Planning and running an [`EngineQuery`]: the planner takes the read guards of every table
 //! in it (in name order, as a hand-over locks them), writes the statement again against the
 //! generation serving them now, and the plan runs it in that engine, holding the guards until
-//! its rows are consumed — a hand-over waits for it, as for a scan.
+//! its rows are consumed — a hand-over waits for it, as for a scan. If the tables no longer
+//! share a generation, the subplan is planned the ordinary way instead.
+//!
+//! Guards are taken per node: a query with two such nodes (or scans) over tables that a
+//! hand-over locks at the same time can make the hand-over wait for it; the hand-over gives
+//! up after `DRAIN_WAIT` and reports it, and the query goes on — as for two scans.
 
 use std::fmt;
 use std::sync::Arc;
@@ -54,11 +59,11 @@ struct EngineQueryPlanner;
 impl ExtensionPlanner for EngineQueryPlanner {
     async fn plan_extension(
         &self,
-        _planner: &dyn PhysicalPlanner,
+        planner: &dyn PhysicalPlanner,
         node: &dyn UserDefinedLogicalNode,
         _logical_inputs: &[&LogicalPlan],
         _physical_inputs: &[Arc<dyn ExecutionPlan>],
-        _session: &dyn Session,
+        session: &dyn Session,
         _planning: &PhysicalPlanningContext,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         let Some(query) = node.as_any().downcast_ref::<EngineQuery>() else {
@@ -75,17 +80,16 @@ impl ExtensionPlanner for EngineQueryPlanner {
             let at = tables.iter().position(|t| Arc::ptr_eq(t, table))?;
             targets[at].clone()
         };
-        let statement = Statement::write(&query.plan, &lookup).ok_or_else(|| {
-            DataFusionError::Execution(format!(
-                "tables {} no longer share one engine generation (a hand-over happened while \
-                 the query was planned); run the query again",
-                tables
-                    .iter()
-                    .map(|t| format!("`{}`", t.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })?;
+        let Some(statement) = Statement::write(&query.plan, &lookup) else {
+            // A hand-over between optimisation and now moved the tables apart (or to an
+            // engine without statements): plan the subplan the ordinary way, whose scans take
+            // their own guards.
+            drop(guards);
+            return planner
+                .create_physical_plan(&query.plan, session)
+                .await
+                .map(Some);
+        };
         Ok(Some(Arc::new(EngineQueryExec::new(
             statement,
             query.plan.schema().inner().clone(),

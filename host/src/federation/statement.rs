@@ -12,10 +12,14 @@
 //!   uses ([`accel_plugin_api::pushdown`]): only comparisons whose meaning is the same;
 //! - projections of columns, literals and such predicates;
 //! - GROUP BY on columns the engine groups like DataFusion (no floats: -0.0 and NaN), with
-//!   `count`, `sum`, `avg`, `min`, `max` (plain or DISTINCT) over columns;
+//!   `count`, `sum`, `avg`, `min`, `max` (plain or DISTINCT) over columns — `min`, `max` and
+//!   DISTINCT only over types the engine compares like DataFusion (not floats, for the same
+//!   reason);
 //! - inner, left, right and full joins on equal columns;
-//! - ORDER BY columns (no floats) with a limit anywhere, and without one only at the root,
-//!   where the rows come back in that order (a subquery's order is not kept by SQL);
+//! - ORDER BY columns (no floats) at the root (or under its limit), where the rows come back in
+//!   that order; elsewhere only with a limit under an aggregate or a join, where it picks a set
+//!   of rows (SQL does not keep a subquery's order, so a sort under a filter or projection
+//!   stays in its own statement or in DataFusion);
 //! - only over types the engine returns unchanged ([`SqlDialect::carries`]), at every node.
 //!
 //! A subtree with no aggregate, join or sort is left to the table scans, which push the same
@@ -67,7 +71,7 @@ impl Statement {
             tables: Vec::new(),
             pushes_work: false,
         };
-        let sql = writer.plan(plan, true)?;
+        let sql = writer.plan(plan, Position::Root)?;
         if !writer.pushes_work {
             return None;
         }
@@ -109,6 +113,30 @@ fn root_ordering(plan: &LogicalPlan) -> Option<Vec<(usize, SortOptions)>> {
             ))
         })
         .collect()
+}
+
+/// Where a node sits in the statement, for what its rows' order means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// The statement itself: a sort here is the order the rows come back in.
+    Root,
+    /// Under filters, projections or limits below the root: the order of these rows is the
+    /// order above, but SQL does not keep a subquery's order — no sort here.
+    OrderMatters,
+    /// Under an aggregate or a join, which do not depend on order: a sort here only counts
+    /// when it has a limit (it picks a set of rows).
+    OrderFree,
+}
+
+impl Position {
+    /// The position of the input of a filter, projection or limit (which keep their input's
+    /// order) at this position.
+    fn below_row_by_row(self) -> Position {
+        match self {
+            Position::OrderFree => Position::OrderFree,
+            Position::Root | Position::OrderMatters => Position::OrderMatters,
+        }
+    }
 }
 
 struct Writer<'a> {
@@ -159,17 +187,21 @@ impl Writer<'_> {
         self.target.as_ref().map(|t| t.dialect)
     }
 
-    /// `plan` as a `SELECT` with columns `c0…`; `at_root` allows a sort without a limit.
-    fn plan(&mut self, plan: &LogicalPlan, at_root: bool) -> Option<String> {
+    /// `plan` as a `SELECT` with columns `c0…`, at `position` in the statement.
+    fn plan(&mut self, plan: &LogicalPlan, position: Position) -> Option<String> {
         let sql = match plan {
             LogicalPlan::TableScan(scan) => self.scan(scan)?,
-            LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. }) => self.plan(input, at_root)?,
-            LogicalPlan::Filter(filter) => self.filter(filter)?,
-            LogicalPlan::Projection(projection) => self.projection(projection)?,
+            LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. }) => {
+                self.plan(input, position)?
+            }
+            LogicalPlan::Filter(filter) => self.filter(filter, position.below_row_by_row())?,
+            LogicalPlan::Projection(projection) => {
+                self.projection(projection, position.below_row_by_row())?
+            }
             LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate)?,
             LogicalPlan::Join(join) => self.join(join)?,
-            LogicalPlan::Sort(sort) => self.sort(sort, at_root, None, 0)?,
-            LogicalPlan::Limit(limit) => self.limit(limit, at_root)?,
+            LogicalPlan::Sort(sort) => self.sort(sort, position, None, 0)?,
+            LogicalPlan::Limit(limit) => self.limit(limit, position)?,
             _ => return None,
         };
         let dialect = self.dialect()?;
@@ -231,8 +263,8 @@ impl Writer<'_> {
         Some(sql)
     }
 
-    fn filter(&mut self, filter: &Filter) -> Option<String> {
-        let input = self.plan(&filter.input, false)?;
+    fn filter(&mut self, filter: &Filter, below: Position) -> Option<String> {
+        let input = self.plan(&filter.input, below)?;
         let predicate = predicate_sql(
             &filter.predicate,
             &Positional(filter.input.schema()),
@@ -241,8 +273,8 @@ impl Writer<'_> {
         Some(format!("SELECT * FROM ({input}) AS q WHERE {predicate}"))
     }
 
-    fn projection(&mut self, projection: &Projection) -> Option<String> {
-        let input = self.plan(&projection.input, false)?;
+    fn projection(&mut self, projection: &Projection, below: Position) -> Option<String> {
+        let input = self.plan(&projection.input, below)?;
         let columns = Positional(projection.input.schema());
         if is_renaming(projection) {
             return Some(input);
@@ -261,7 +293,7 @@ impl Writer<'_> {
     }
 
     fn aggregate(&mut self, aggregate: &Aggregate) -> Option<String> {
-        let input = self.plan(&aggregate.input, false)?;
+        let input = self.plan(&aggregate.input, Position::OrderFree)?;
         let dialect = self.dialect()?;
         let columns = Positional(aggregate.input.schema());
         let groups = aggregate
@@ -336,8 +368,14 @@ impl Writer<'_> {
         } else {
             column
         };
+        // -0.0 and 0.0 are one value to the engines, two to DataFusion
+        let compared = dialect.compares_like_datafusion(&data_type);
+        if params.distinct && !compared {
+            return None;
+        }
         let allowed = match name {
-            "count" | "min" | "max" => dialect.carries(&data_type),
+            "count" => dialect.carries(&data_type),
+            "min" | "max" => compared,
             "sum" | "avg" => {
                 dialect.carries(&data_type) && (data_type.is_integer() || data_type.is_floating())
             }
@@ -360,8 +398,8 @@ impl Writer<'_> {
         {
             return None;
         }
-        let left = self.plan(&join.left, false)?;
-        let right = self.plan(&join.right, false)?;
+        let left = self.plan(&join.left, Position::OrderFree)?;
+        let right = self.plan(&join.right, Position::OrderFree)?;
         let dialect = self.dialect()?;
         let columns = JoinColumns {
             left: join.left.schema(),
@@ -404,7 +442,7 @@ impl Writer<'_> {
     fn sort(
         &mut self,
         sort: &Sort,
-        at_root: bool,
+        position: Position,
         limit: Option<usize>,
         skip: usize,
     ) -> Option<String> {
@@ -413,10 +451,13 @@ impl Writer<'_> {
             (Some(f), None) => Some(f.saturating_sub(skip)),
             (None, n) => n,
         };
-        if fetch.is_none() && !at_root {
-            return None;
+        match position {
+            Position::Root => {}
+            Position::OrderMatters => return None,
+            Position::OrderFree if fetch.is_none() => return None,
+            Position::OrderFree => {}
         }
-        let input = self.plan(&sort.input, false)?;
+        let input = self.plan(&sort.input, Position::OrderFree)?;
         let dialect = self.dialect()?;
         let columns = Positional(sort.input.schema());
         let keys = sort
@@ -450,7 +491,7 @@ impl Writer<'_> {
         ))
     }
 
-    fn limit(&mut self, limit: &Limit, at_root: bool) -> Option<String> {
+    fn limit(&mut self, limit: &Limit, position: Position) -> Option<String> {
         let SkipType::Literal(skip) = limit.get_skip_type().ok()? else {
             return None;
         };
@@ -459,9 +500,9 @@ impl Writer<'_> {
             FetchType::UnsupportedExpr => return None,
         };
         if let LogicalPlan::Sort(sort) = limit.input.as_ref() {
-            return self.sort(sort, at_root, fetch, skip);
+            return self.sort(sort, position, fetch, skip);
         }
-        let input = self.plan(&limit.input, false)?;
+        let input = self.plan(&limit.input, position.below_row_by_row())?;
         Some(format!(
             "SELECT * FROM ({input}) AS q{}",
             self.dialect()?.limit(fetch, skip)
