@@ -322,13 +322,11 @@ pub fn admit_libraries(registry: &EngineRegistry, options: &HostOptions) -> Admi
                 continue;
             }
         };
-        // Only a library whose engine name and version are loaded can hold loaded content:
-        // only then is its fingerprint awaited (start-up never waits for one).
-        let same_version = registry.has_version(&checked.metadata.engine_name, &checked.version);
-        if let Some(loaded) = same_version
-            .then(|| registry.by_fingerprint(fingerprint.get()))
-            .flatten()
-        {
+        if let Some(loaded) = registry.same_content(
+            &checked.metadata.engine_name,
+            &checked.version,
+            &fingerprint,
+        ) {
             let _ = std::fs::remove_file(&copy);
             match &loaded.origin {
                 Origin::Plugin { path: from, .. } if from != &path => {

@@ -241,20 +241,28 @@ impl EngineRegistry {
         self.read().values().flatten().cloned().collect()
     }
 
-    /// The generation loaded from a library with this content (in any state); waits for
-    /// fingerprints still being computed.
-    pub fn by_fingerprint(&self, fingerprint: &str) -> Option<Arc<RegisteredEngine>> {
-        let generations = self.engines();
-        generations
-            .into_iter()
-            .find(|g| g.fingerprint.as_ref().map(Fingerprint::get) == Some(fingerprint))
-    }
-
-    /// Whether a generation of engine `name` at `version` is loaded (in any state).
-    pub fn has_version(&self, name: &str, version: &semver::Version) -> bool {
-        self.read()
-            .get(name)
-            .is_some_and(|generations| generations.iter().any(|g| &g.version == version))
+    /// The generation of engine `name` at `version` (in any state) loaded from a library with
+    /// the content fingerprinted by `fingerprint`. Identical content has identical metadata, so
+    /// only those generations are compared, and fingerprints are awaited only when one exists
+    /// (never at start-up).
+    pub fn same_content(
+        &self,
+        name: &str,
+        version: &semver::Version,
+        fingerprint: &Fingerprint,
+    ) -> Option<Arc<RegisteredEngine>> {
+        let candidates: Vec<Arc<RegisteredEngine>> = self
+            .read()
+            .get(name)?
+            .iter()
+            .filter(|g| &g.version == version)
+            .cloned()
+            .collect();
+        candidates.into_iter().find(|g| {
+            g.fingerprint
+                .as_ref()
+                .is_some_and(|loaded| loaded.get() == fingerprint.get())
+        })
     }
 
     /// Whether this file, unchanged on disk, was already found to hold loaded content.

@@ -31,7 +31,7 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 use futures::TryStreamExt;
 
 use super::node::EngineQuery;
-use super::statement::Statement;
+use super::statement::{Statement, managed_table};
 use crate::managed_table::ManagedTable;
 use crate::plugin_exec::{KeepAlive, keep_alive_stream};
 use crate::registry::RegisteredEngine;
@@ -103,9 +103,7 @@ fn tables_of(plan: &LogicalPlan) -> Vec<Arc<ManagedTable>> {
     let mut tables: Vec<Arc<ManagedTable>> = Vec::new();
     let _ = plan.apply(|node| {
         if let LogicalPlan::TableScan(scan) = node
-            && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
-            && let Ok(table) =
-                (provider as Arc<dyn std::any::Any + Send + Sync>).downcast::<ManagedTable>()
+            && let Some(table) = managed_table(scan)
             && !tables.iter().any(|t| Arc::ptr_eq(t, &table))
         {
             tables.push(table);

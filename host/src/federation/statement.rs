@@ -52,8 +52,6 @@ pub struct Statement {
     pub sql: String,
     /// Generation, dialect and context of every table in it (those of the first table).
     pub target: SqlTarget,
-    /// The tables it reads.
-    pub tables: Vec<Arc<ManagedTable>>,
     /// The order the rows come back in (root column, direction), when the root sorts.
     pub ordering: Vec<(usize, SortOptions)>,
 }
@@ -68,7 +66,6 @@ impl Statement {
         let mut writer = Writer {
             lookup,
             target: None,
-            tables: Vec::new(),
             pushes_work: false,
         };
         let sql = writer.plan(plan, Position::Root)?;
@@ -78,7 +75,6 @@ impl Statement {
         Some(Statement {
             sql,
             target: writer.target?,
-            tables: writer.tables,
             ordering: root_ordering(plan)?,
         })
     }
@@ -139,10 +135,17 @@ impl Position {
     }
 }
 
+/// The accel table `scan` reads, if it is one.
+pub fn managed_table(scan: &TableScan) -> Option<Arc<ManagedTable>> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    (provider as Arc<dyn std::any::Any + Send + Sync>)
+        .downcast::<ManagedTable>()
+        .ok()
+}
+
 struct Writer<'a> {
     lookup: &'a Lookup<'a>,
     target: Option<SqlTarget>,
-    tables: Vec<Arc<ManagedTable>>,
     pushes_work: bool,
 }
 
@@ -213,18 +216,12 @@ impl Writer<'_> {
     }
 
     fn scan(&mut self, scan: &TableScan) -> Option<String> {
-        let provider = source_as_provider(&scan.source).ok()?;
-        let table = (provider as Arc<dyn std::any::Any + Send + Sync>)
-            .downcast::<ManagedTable>()
-            .ok()?;
+        let table = managed_table(scan)?;
         let target = (self.lookup)(&table)?;
         match &self.target {
             None => self.target = Some(target.clone()),
             Some(first) if first.same_context(&target) => {}
             Some(_) => return None,
-        }
-        if !self.tables.iter().any(|t| Arc::ptr_eq(t, &table)) {
-            self.tables.push(Arc::clone(&table));
         }
         let dialect = target.dialect;
         let schema = table.schema_ref();
