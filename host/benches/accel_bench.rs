@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use accel_engine_duckdb::arrow_bridge::to_duckdb;
-use accel_host::check::check_as;
-use accel_host::discover::discover;
-use accel_host::fingerprint::Fingerprint;
-use accel_host::load::{load, private_copy};
-use accel_host::trust::{PermissionPolicy, check_trust};
+use accel_host::library::check::check_as;
+use accel_host::library::discover::discover;
+use accel_host::library::fingerprint::Fingerprint;
+use accel_host::library::load::{load, private_copy};
+use accel_host::library::trust::{PermissionPolicy, check_trust};
 use accel_host::{Host, HostOptions};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::datasource::MemTable;
@@ -102,7 +102,7 @@ struct Figure {
 fn library(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let release = exe.parent().and_then(Path::parent).unwrap();
-    let library = release.join(format!("libaccel_engine_{name}.so"));
+    let library = release.join(format!("libaccel_engine_{name}_plugin.so"));
     assert!(
         library.exists(),
         "{} missing: run `cargo build --release --workspace`",
@@ -434,7 +434,11 @@ async fn hot_swap(work: &Path, rows: u64) -> (Duration, usize, usize) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let plugins = work.join("swap-plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(library("sqlite"), plugins.join("libaccel_engine_sqlite.so")).unwrap();
+    std::fs::copy(
+        library("sqlite"),
+        plugins.join("libaccel_engine_sqlite_plugin.so"),
+    )
+    .unwrap();
     let host = Arc::new(Host::start(&HostOptions {
         plugin_dirs: vec![plugins.clone()],
         use_plugin_path_var: false,
@@ -469,12 +473,12 @@ async fn hot_swap(work: &Path, rows: u64) -> (Duration, usize, usize) {
     let next = library("sqlite")
         .parent()
         .unwrap()
-        .join("fixtures/libaccel_engine_sqlite-0.2.0.so");
+        .join("fixtures/libaccel_engine_sqlite_plugin-0.2.0.so");
     let start = Instant::now();
     std::fs::copy(&next, plugins.join(".incoming")).unwrap();
     std::fs::rename(
         plugins.join(".incoming"),
-        plugins.join("libaccel_engine_sqlite-0.2.0.so"),
+        plugins.join("libaccel_engine_sqlite_plugin-0.2.0.so"),
     )
     .unwrap();
     let report = host.reload().await;

@@ -1,39 +1,27 @@
 //! # accel-host
 //!
-//! Hosts DataFusion accelerator engines, built in or loaded from shared libraries. The host
-//! reads as a pipeline, one module per step:
+//! Hosts DataFusion accelerator engines, built in or loaded from shared libraries. One folder
+//! per part, each depending only on the ones above it in this list:
 //!
-//! 1. [`discover`] — find candidate libraries in the plugin directories;
-//! 2. [`trust`] and [`check`] — refuse files the user may not trust, then read each one's
-//!    metadata from the file and compare it with the host;
-//! 3. [`load`] — open a unique copy and obtain its engine ([`fingerprint`]: its content,
-//!    in the background, for reloads);
-//! 4. [`registry`] — built-in and plugin engines behind one interface;
-//! 5. [`serve`] — a DataFusion session whose table factories are the engines; every table is
-//!    a [`managed_table`], which a newer engine generation can take over; [`federation`] runs
-//!    whole subplans inside engines that execute SQL;
-//! 6. [`reload`] — while serving: load new or changed libraries, hand tables over, retire
-//!    unused generations ([`watch`] triggers it when the plugin directories change).
+//! 1. [`library`] — engine libraries on disk: discover, pin, trust, check, fingerprint, load;
+//!    every refusal a typed record;
+//! 2. [`engine`] — the registry of engine generations (built in or loaded), the plugin
+//!    engine's keep-alive wrappers, the built-in engines;
+//! 3. [`table`] — table factories (`STORED AS <engine>`), managed tables that a newer
+//!    generation can take over, the hand-over;
+//! 4. [`federation`] — whole subplans run inside engines that execute SQL;
+//! 5. [`host`] — admission (library pipeline + registry), the session, reload, watch: the
+//!    parts run together as a [`Host`];
+//! 6. [`cli`] — the `accel` command line.
 //!
-//! [`host`] runs the pipeline; [`engines`] holds the built-in engines; [`output`] formats
-//! results for the CLI; [`template`] writes new out-of-tree engine crates.
+//! See `ARCHITECTURE.md` at the repository root for the path of a query and the boundary's
+//! rules.
 
-pub mod check;
-pub mod discover;
-pub mod engines;
+pub mod cli;
+pub mod engine;
 pub mod federation;
-pub mod fingerprint;
 pub mod host;
-pub mod load;
-pub mod managed_table;
-pub mod output;
-pub mod plugin_accelerator;
-pub mod plugin_exec;
-pub mod registry;
-pub mod reload;
-pub mod serve;
-pub mod template;
-pub mod trust;
-pub mod watch;
+pub mod library;
+pub mod table;
 
 pub use host::{Host, HostOptions, StartupReport};

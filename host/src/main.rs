@@ -5,12 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use accel_host::output::Format;
-use accel_host::trust::PermissionPolicy;
+use accel_host::cli::commands;
+use accel_host::cli::output::Format;
+use accel_host::library::trust::PermissionPolicy;
 use accel_host::{Host, HostOptions};
 use clap::{Parser, Subcommand};
-
-mod commands;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -178,7 +177,7 @@ fn main() -> ExitCode {
         for failure in host.shutdown().await {
             eprintln!("warning: {failure}");
         }
-        accel_host::load::remove_copies_dir();
+        accel_host::library::load::remove_copies_dir();
         code
     })
 }

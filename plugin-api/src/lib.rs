@@ -1,53 +1,44 @@
 //! # accel-plugin-api
 //!
-//! Everything an accelerator engine needs, and the only place the plugin ABI lives.
+//! Everything an accelerator engine needs, and the only place the plugin ABI lives. One
+//! dependency for an engine author, grouped by who reads it:
 //!
-//! - [`DataAccelerator`] and its types ([`accelerator`]): the engine contract, the same for
-//!   built-in and plugin engines;
-//! - [`metadata`]: the record every engine library embeds so the host can check it before
-//!   opening it;
-//! - [`ffi`]: the function table that crosses the library boundary, and its host-side consumer;
-//! - [`sdk`]: what `export_accelerator!` expands to — the plugin's runtime, panic containment and
-//!   the table behind the entry symbol, so an engine author never writes `extern "C"`;
-//! - [`builtin`]: the `linkme` slice through which engines compiled into the host register;
-//! - [`embedded`]: connection pool, per-file database sharing and blocking-thread Arrow streams
-//!   for engines built on an embedded database (DuckDB, SQLite);
-//! - [`sql_engine`]: the optional capability of running whole SQL statements, through which
-//!   the host pushes entire subplans (aggregates, joins, sorts) into an engine;
-//! - [`pushdown`]: filters translated to an engine's SQL where its semantics match DataFusion's;
-//!   [`dialects`]: how DuckDB's and SQLite's SQL differ from DataFusion's;
-//! - [`file_mode`]: where a single-file database engine keeps a file-mode table;
-//! - [`keys`] and [`snapshot`]: table options every engine reads the same way (primary key,
-//!   `on_conflict`, `indexes`; restoring a `snapshot` in `init`).
+//! - [`contract`] — what an engine implements: [`DataAccelerator`] and its types, the optional
+//!   [`SqlEngine`] capability (whole statements pushed down by the host), and
+//!   [`register_builtin!`] for engines compiled into a host. Re-exported at the root.
+//! - [`boundary`] — the ABI and both sides of it: the [`boundary::metadata`] record the host
+//!   reads from the file before any code runs, the types that cross, the root module's producer
+//!   (what [`export_accelerator!`] expands to: panic containment and the plugin's own runtime)
+//!   and its consumer (the host's view of a loaded library). Engine authors only write the
+//!   macro.
+//! - [`embedded`] — an optional kit for engines built on an embedded database (DuckDB,
+//!   SQLite): pools, per-file databases, blocking-thread Arrow streams, filter pushdown
+//!   dialects, keys, snapshots.
 //!
-//! Writing an engine:
+//! Dependencies point one way: `boundary` and `embedded` build on `contract`, never on each
+//! other.
+//!
+//! Writing an engine (a library crate, plus a few-line `cdylib` crate to ship it as a plugin):
 //! ```text
 //! #[derive(Default)]
 //! pub struct MyEngine;
 //! #[async_trait::async_trait]
 //! impl accel_plugin_api::DataAccelerator for MyEngine { /* … */ }
-//! accel_plugin_api::export_accelerator!(MyEngine, "my_engine");
+//!
+//! // in the plugin crate (crate-type = ["cdylib"]):
+//! accel_plugin_api::export_accelerator!(my_engine::MyEngine, "my_engine");
 //! ```
 
-pub mod accelerator;
-pub mod builtin;
-pub mod dialects;
+pub mod boundary;
+pub mod contract;
 pub mod embedded;
-pub mod ffi;
-pub mod file_mode;
-pub mod keys;
-pub mod metadata;
-pub mod pushdown;
-pub mod sdk;
-pub mod snapshot;
-pub mod sql_engine;
+pub mod panics;
 
-pub use accelerator::{
-    AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,
-    DataAccelerator, FilePathError, Mode, ParameterSpec, PartitionedBy,
+pub use contract::{
+    AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BUILTIN_ENGINES,
+    BootstrapStatus, BuiltinEngine, DataAccelerator, FilePathError, Mode, ParameterSpec,
+    PartitionedBy, SqlEngine, SqlTable,
 };
-pub use builtin::BUILTIN_ENGINES;
-pub use sql_engine::{SqlEngine, SqlTable};
 
 // Engine crates use these through the SDK so they always match the host's versions.
 pub use abi_stable;

@@ -6,6 +6,7 @@ mod integration {
     mod cli;
     pub mod common;
     mod duckdb_writes;
+    mod edge_values;
     mod federation;
     mod fixtures;
     mod host_library;

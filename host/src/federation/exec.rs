@@ -32,9 +32,9 @@ use futures::TryStreamExt;
 
 use super::node::EngineQuery;
 use super::statement::{Statement, managed_table};
-use crate::managed_table::ManagedTable;
-use crate::plugin_exec::{KeepAlive, keep_alive_stream};
-use crate::registry::RegisteredEngine;
+use crate::engine::plugin_exec::{KeepAlive, keep_alive_stream};
+use crate::engine::registry::RegisteredEngine;
+use crate::table::managed::ManagedTable;
 
 /// DataFusion's planner, which also plans [`EngineQuery`] nodes.
 #[derive(Debug)]

@@ -13,7 +13,10 @@
 //! whose scans share a provider and writes the SQL with DataFusion's unparser, with no way to
 //! leave an expression the engine would compute differently to DataFusion (its SQL for
 //! `CAST(f AS INT)` rounds in DuckDB, `LIKE` ignores case in SQLite), and it would have
-//! needed a second path around the hand-over guards of [`crate::managed_table`].
+//! needed a second path around the hand-over guards of [`crate::table::managed`].
+//!
+//! Depends on [`crate::table`] (which tables a subtree reads, and their guards) and
+//! [`crate::engine`]; must not depend on the host or the CLI.
 
 pub mod exec;
 pub mod node;

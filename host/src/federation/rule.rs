@@ -12,7 +12,7 @@ use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use super::node::EngineQuery;
 use super::options::FederationSwitch;
 use super::statement::Statement;
-use crate::managed_table::ManagedTable;
+use crate::table::managed::ManagedTable;
 
 #[derive(Debug)]
 pub struct FederationRule {

@@ -14,7 +14,9 @@
 //! - GROUP BY on columns the engine groups like DataFusion (no floats: -0.0 and NaN), with
 //!   `count`, `sum`, `avg`, `min`, `max` (plain or DISTINCT) over columns — `min`, `max` and
 //!   DISTINCT only over types the engine compares like DataFusion (not floats, for the same
-//!   reason);
+//!   reason); integer `sum` as the dialect writes it to wrap around on overflow as
+//!   DataFusion's does ([`SqlDialect::integer_sum`]), float `sum`/`avg` only where the
+//!   engine's reach NaN and ±inf as DataFusion's do;
 //! - inner, left, right and full joins on equal columns;
 //! - ORDER BY columns (no floats) at the root (or under its limit), where the rows come back in
 //!   that order; elsewhere only with a limit under an aggregate or a join, where it picks a set
@@ -27,7 +29,7 @@
 
 use std::sync::Arc;
 
-use accel_plugin_api::pushdown::{
+use accel_plugin_api::embedded::pushdown::{
     ColumnNames, SqlDialect, predicate_sql, quote_ident, same_family, to_sql,
 };
 use datafusion::arrow::compute::SortOptions;
@@ -40,7 +42,7 @@ use datafusion::logical_expr::logical_plan::{
 };
 use datafusion::logical_expr::{Expr, FetchType, LogicalPlan, SkipType, SortExpr};
 
-use crate::managed_table::{ManagedTable, SqlTarget};
+use crate::table::managed::{ManagedTable, SqlTarget};
 
 /// Finds where a table lives for SQL now (at optimisation: without waiting; at physical
 /// planning: under the read guards taken for the query).
@@ -370,11 +372,21 @@ impl Writer<'_> {
         if params.distinct && !compared {
             return None;
         }
+        // Sums with DataFusion's meaning: integers wrap around on overflow (the dialect writes
+        // that), floats reach NaN and ±inf (only where the engine's sums do too).
+        if name == "sum" && data_type.is_integer() && !as_double {
+            if !dialect.carries(&data_type) {
+                return None;
+            }
+            return dialect.integer_sum(&column, params.distinct, &data_type);
+        }
         let allowed = match name {
             "count" => dialect.carries(&data_type),
             "min" | "max" => compared,
             "sum" | "avg" => {
-                dialect.carries(&data_type) && (data_type.is_integer() || data_type.is_floating())
+                dialect.carries(&data_type)
+                    && (data_type.is_integer()
+                        || (data_type.is_floating() && dialect.sums_floats_like_datafusion()))
             }
             _ => false,
         };

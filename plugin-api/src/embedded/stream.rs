@@ -3,6 +3,8 @@
 //! insert consumes the query's batches on a blocking thread and learns whether the input ended
 //! (commit) or failed / was cancelled (roll back).
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
@@ -10,6 +12,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, stream};
 use tokio::sync::mpsc;
+
+use crate::panics::panic_message;
 
 /// Batches a scan has produced but the consumer not yet taken; bounds the scan's memory.
 const SCAN_BUFFER: usize = 2;
@@ -33,9 +37,17 @@ pub fn stream_from_blocking(
     let (tx, rx) = mpsc::channel(SCAN_BUFFER);
     tokio::task::spawn_blocking(move || {
         let sender = BatchSender(tx);
-        if let Err(e) = produce(&sender) {
-            let _ = sender.0.blocking_send(Err(e));
-        }
+        // A panic must end the stream with an error: were the channel simply closed, the
+        // consumer would see a normal end and a short result.
+        let error = match catch_unwind(AssertUnwindSafe(|| produce(&sender))) {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(payload) => DataFusionError::Execution(format!(
+                "the engine's scan thread panicked: {}; the scan was stopped",
+                panic_message(&*payload)
+            )),
+        };
+        let _ = sender.0.blocking_send(Err(error));
     });
     let batches = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     Box::pin(RecordBatchStreamAdapter::new(schema, batches))
@@ -97,9 +109,13 @@ pub async fn write_from_stream(
         let _ = tx.send(Incoming::End).await;
     }
     drop(tx);
-    let written = writer
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let written = writer.await.map_err(|e| match e.try_into_panic() {
+        Ok(payload) => DataFusionError::Execution(format!(
+            "the engine's insert thread panicked: {}; the insert was rolled back",
+            panic_message(&*payload)
+        )),
+        Err(e) => DataFusionError::External(Box::new(e)),
+    })?;
     match input_error {
         Some(e) => Err(e),
         None => written,
@@ -160,6 +176,44 @@ mod tests {
             *failed.lock().unwrap(),
             Some(true),
             "writer saw a cancellation"
+        );
+    }
+
+    /// A panic in the scan thread after some batches is the stream's error, never a normal end
+    /// with rows missing.
+    #[tokio::test]
+    async fn a_panicking_scan_thread_ends_the_stream_with_an_error() {
+        let mut stream = stream_from_blocking(batch(&[]).schema(), |tx| {
+            assert!(tx.send(batch(&[1, 2])));
+            panic!("disk read failed halfway");
+        });
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(first.num_rows(), 2);
+        let error = stream
+            .next()
+            .await
+            .expect("the stream does not end normally")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("scan thread panicked: disk read failed halfway"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_insert_thread_fails_the_insert() {
+        let data = input(vec![Ok(batch(&[1])), Ok(batch(&[2]))]);
+        let error = write_from_stream(data, |r| {
+            r.next_batch()?;
+            panic!("constraint check blew up")
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("insert thread panicked: constraint check blew up"),
+            "{error}"
         );
     }
 

@@ -2,8 +2,9 @@
 //!
 //! The DuckDB accelerator engine: tables stored in a DuckDB database, in memory
 //! (`LOCATION ':memory:'`, one database per table) or in a file (`LOCATION 'path/t.duckdb'`,
-//! one database per file, shared by its tables). Built as a plugin library
-//! (`export_accelerator!`) and usable as an rlib linked into a host.
+//! one database per file, shared by its tables). An ordinary library: a host links it in as a
+//! built-in engine with one `register_builtin!` line; `plugins/duckdb/plugin` exports it as a
+//! plugin library.
 
 pub mod arrow_bridge;
 mod database;
@@ -18,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use accel_plugin_api::embedded::Contexts;
-use accel_plugin_api::file_mode::database_file;
+use accel_plugin_api::embedded::file_mode::database_file;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError, Mode,
-    ParameterSpec, PartitionedBy, SqlEngine, async_trait, export_accelerator,
+    ParameterSpec, PartitionedBy, SqlEngine, async_trait,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
@@ -32,7 +33,7 @@ use datafusion::logical_expr::CreateExternalTable;
 
 use crate::database::{Database, Databases, OpenOptions};
 use crate::table::DuckDbTable;
-use accel_plugin_api::keys::TableKeys;
+use accel_plugin_api::embedded::keys::TableKeys;
 
 /// Name of the engine, as written after `STORED AS`.
 pub const ENGINE_NAME: &str = "duckdb";
@@ -66,8 +67,6 @@ pub struct DuckDbAccelerator {
     /// Open databases by compute context, for statements the host pushes down.
     contexts: Contexts<Database>,
 }
-
-export_accelerator!(DuckDbAccelerator, "duckdb");
 
 impl DuckDbAccelerator {
     fn open_options(&self, source: Option<&dyn AccelerationSource>) -> Result<OpenOptions> {
@@ -170,7 +169,7 @@ impl DataAccelerator for DuckDbAccelerator {
         let path = self
             .file_path(source)
             .map_err(|e| DataFusionError::Plan(e.to_string()))?;
-        accel_plugin_api::snapshot::restore_if_missing(source, Path::new(&path)).await
+        accel_plugin_api::embedded::snapshot::restore_if_missing(source, Path::new(&path)).await
     }
 
     fn is_initialized(&self, source: &dyn AccelerationSource) -> bool {

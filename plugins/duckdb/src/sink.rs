@@ -19,7 +19,7 @@ use accel_plugin_api::embedded::{BatchReceiver, write_from_stream};
 use crate::arrow_bridge::to_duckdb;
 use crate::database::{Database, duck_error};
 use crate::types::quote_ident;
-use accel_plugin_api::keys::{ConflictAction, TableKeys};
+use accel_plugin_api::embedded::keys::{ConflictAction, TableKeys};
 
 pub struct DuckDbSink {
     pub database: Arc<Database>,

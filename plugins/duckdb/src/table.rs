@@ -18,12 +18,12 @@ use datafusion::physical_plan::ExecutionPlan;
 use crate::database::{Database, duck_error};
 use crate::scan::{ScanOutput, scan_exec};
 use crate::sink::DuckDbSink;
-use accel_plugin_api::dialects::DuckDbDialect;
-use accel_plugin_api::pushdown::scan_sql;
-use accel_plugin_api::pushdown::to_sql;
+use accel_plugin_api::embedded::dialects::DuckDbDialect;
+use accel_plugin_api::embedded::pushdown::scan_sql;
+use accel_plugin_api::embedded::pushdown::to_sql;
 
 use crate::types::{column_definition, quote_ident};
-use accel_plugin_api::keys::TableKeys;
+use accel_plugin_api::embedded::keys::TableKeys;
 
 pub struct DuckDbTable {
     database: Arc<Database>,

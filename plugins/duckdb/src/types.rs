@@ -1,6 +1,6 @@
 //! Arrow types as DuckDB column types, for `CREATE TABLE` from a declared schema.
 
-pub use accel_plugin_api::pushdown::quote_ident;
+pub use accel_plugin_api::embedded::pushdown::quote_ident;
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 
 /// The DuckDB column type storing `data_type` without loss, or why there is none.

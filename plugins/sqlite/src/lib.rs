@@ -3,7 +3,8 @@
 //! The SQLite accelerator engine: tables stored in SQLite, in memory (`LOCATION ':memory:'`,
 //! one private database per table) or in a file (`LOCATION 'path/t.sqlite'` or `.db`, one
 //! database per file shared by its tables, WAL journal). Types are stored as [`storage`]
-//! documents. Built as a plugin library (`export_accelerator!`) and usable as an rlib.
+//! documents. An ordinary library: a host links it in as a built-in engine with one
+//! `register_builtin!` line; `plugins/sqlite/plugin` exports it as a plugin library.
 
 mod database;
 mod scan;
@@ -18,11 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use accel_plugin_api::embedded::Contexts;
-use accel_plugin_api::file_mode::database_file;
-use accel_plugin_api::keys::TableKeys;
+use accel_plugin_api::embedded::file_mode::database_file;
+use accel_plugin_api::embedded::keys::TableKeys;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError, Mode,
-    ParameterSpec, PartitionedBy, SqlEngine, async_trait, export_accelerator,
+    ParameterSpec, PartitionedBy, SqlEngine, async_trait,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
@@ -65,18 +66,14 @@ pub struct SqliteAccelerator {
     contexts: Contexts<Database>,
 }
 
-export_accelerator!(SqliteAccelerator, "sqlite");
-
-/// `5000ms`, `5s` or `5000` (milliseconds).
+/// A duration as `humantime` reads it (`5000ms`, `5s`, `1m 30s`), or a bare number of
+/// milliseconds (`5000`).
 fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    if let Some(ms) = text.strip_suffix("ms") {
-        return ms.trim().parse().ok().map(Duration::from_millis);
+    match text.parse::<u64>() {
+        Ok(ms) => Some(Duration::from_millis(ms)),
+        Err(_) => humantime::parse_duration(text).ok(),
     }
-    if let Some(s) = text.strip_suffix('s') {
-        return s.trim().parse().ok().map(Duration::from_secs);
-    }
-    text.parse().ok().map(Duration::from_millis)
 }
 
 impl SqliteAccelerator {
@@ -181,7 +178,7 @@ impl DataAccelerator for SqliteAccelerator {
         let path = self
             .file_path(source)
             .map_err(|e| DataFusionError::Plan(e.to_string()))?;
-        accel_plugin_api::snapshot::restore_if_missing(source, Path::new(&path)).await
+        accel_plugin_api::embedded::snapshot::restore_if_missing(source, Path::new(&path)).await
     }
 
     fn is_initialized(&self, source: &dyn AccelerationSource) -> bool {
@@ -221,6 +218,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("750"), Some(Duration::from_millis(750)));
+        assert_eq!(parse_duration("1m 30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("soon"), None);
     }
 }

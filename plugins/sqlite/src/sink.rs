@@ -6,9 +6,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use accel_plugin_api::embedded::keys::{ConflictAction, TableKeys};
+use accel_plugin_api::embedded::pushdown::quote_ident;
 use accel_plugin_api::embedded::{BatchReceiver, write_from_stream};
-use accel_plugin_api::keys::{ConflictAction, TableKeys};
-use accel_plugin_api::pushdown::quote_ident;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::sink::DataSink;
 use datafusion::error::Result;

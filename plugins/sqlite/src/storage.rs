@@ -109,7 +109,7 @@ pub fn column_definition(field: &Field) -> Result<String, String> {
     let not_null = if field.is_nullable() { "" } else { " NOT NULL" };
     Ok(format!(
         "{} {declared}{not_null}",
-        accel_plugin_api::pushdown::quote_ident(field.name())
+        accel_plugin_api::embedded::pushdown::quote_ident(field.name())
     ))
 }
 

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use accel_plugin_api::keys::TableKeys;
-use accel_plugin_api::pushdown::{quote_ident, scan_sql};
+use accel_plugin_api::embedded::keys::TableKeys;
+use accel_plugin_api::embedded::pushdown::{quote_ident, scan_sql};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Constraints, plan_err};
@@ -21,8 +21,8 @@ use crate::database::{Database, sqlite_error};
 use crate::scan::{ScanOutput, scan_exec};
 use crate::sink::SqliteSink;
 use crate::storage::{column_definition, declared_type};
-use accel_plugin_api::dialects::SqliteDialect;
-use accel_plugin_api::pushdown::to_sql;
+use accel_plugin_api::embedded::dialects::SqliteDialect;
+use accel_plugin_api::embedded::pushdown::to_sql;
 
 pub struct SqliteTable {
     database: Arc<Database>,

@@ -1,6 +1,6 @@
 //! The `accel` binary, driven as a user would.
 
-use accel_plugin_api::metadata::{ABI_MAJOR, ABI_MINOR};
+use accel_plugin_api::boundary::metadata::{ABI_MAJOR, ABI_MINOR};
 
 use super::common::{
     SQL_ENGINES, accel, duckdb_library, plugin_dir_with_both_engines, plugin_dir_with_duckdb,

@@ -29,7 +29,7 @@ fn artifact(name: &str) -> PathBuf {
 /// The DuckDB engine library built by this workspace.
 pub fn duckdb_library() -> PathBuf {
     artifact(&format!(
-        "{}accel_engine_duckdb{}",
+        "{}accel_engine_duckdb_plugin{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ))
@@ -38,7 +38,7 @@ pub fn duckdb_library() -> PathBuf {
 /// The SQLite engine library built by this workspace.
 pub fn sqlite_library() -> PathBuf {
     artifact(&format!(
-        "{}accel_engine_sqlite{}",
+        "{}accel_engine_sqlite_plugin{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ))
@@ -47,7 +47,7 @@ pub fn sqlite_library() -> PathBuf {
 /// Version 0.2.0 of the SQLite engine library (the same crate, its version overridden at build
 /// time), built by `scripts/test` for the hot-swap tests.
 pub fn sqlite_v2_library() -> PathBuf {
-    artifact("fixtures/libaccel_engine_sqlite-0.2.0.so")
+    artifact("fixtures/libaccel_engine_sqlite_plugin-0.2.0.so")
 }
 
 /// The misbehaving test engine library built by this workspace.

@@ -88,6 +88,26 @@ const PUSHED: &[(&str, bool)] = &[
     ),
 ];
 
+/// Queries of [`PUSHED`] that SQLite would answer differently in part: that part stays in
+/// DataFusion there (the marker must not reach SQLite), the answers are still DataFusion's.
+const SQLITE_KEEPS: &[(&str, &str)] = &[
+    // SQLite turns a NaN sum (inf plus -inf) into NULL
+    (
+        "SELECT g, count(*), sum(i), avg(i), min(i), max(i), sum(f), avg(f) FROM t GROUP BY g",
+        "avg(",
+    ),
+    // the high and low halves of distinct values are not the halves of the distinct values
+    (
+        "SELECT g, count(DISTINCT s), sum(DISTINCT i) FROM t GROUP BY g",
+        "sum(DISTINCT",
+    ),
+    // SQLite's LIKE and GLOB stop at a NUL byte
+    (
+        "SELECT s, count(*) FROM t WHERE s LIKE 'a%' GROUP BY s",
+        "LIKE",
+    ),
+];
+
 /// An engine would compute part of these differently: that part stays in DataFusion (its
 /// marker must not appear in any engine statement) and the answers are still DataFusion's.
 const KEPT: &[(&str, &str)] = &[
@@ -233,6 +253,17 @@ async fn pushed_subplans_answer_what_datafusion_answers_and_run_in_the_engine() 
             }
             let plan = explain(&host, &theirs).await;
             let statements = engine_statements(&plan);
+            if engine == "sqlite"
+                && let Some((_, marker)) = SQLITE_KEEPS.iter().find(|(q, _)| q == query)
+            {
+                if statements
+                    .iter()
+                    .any(|s| s.contains(marker) || s.contains("GLOB"))
+                {
+                    problems.push(format!("{theirs}: `{marker}` reached SQLite:\n{plan}"));
+                }
+                continue;
+            }
             let datafusion_work = ["AggregateExec", "HashJoinExec", "SortExec", "SortMergeJoin"]
                 .iter()
                 .any(|operator| plan.contains(operator));

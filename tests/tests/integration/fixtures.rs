@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use accel_plugin_api::ffi::ROOT_MODULE_SYMBOL;
-use accel_plugin_api::metadata::{ABI_MAJOR, ABI_MINOR, PluginMetadata};
+use accel_plugin_api::boundary::ROOT_MODULE_SYMBOL;
+use accel_plugin_api::boundary::metadata::{ABI_MAJOR, ABI_MINOR, PluginMetadata};
 
 use super::common::{accel, host_with, plugin_dir_with_duckdb, stderr, stdout};
 
@@ -37,6 +37,52 @@ pub fn fixture_library(dir: &Path, name: &str, metadata: Option<&PluginMetadata>
     library
 }
 
+/// A table naming an engine whose library was refused gets the refusal in its error: the
+/// record (stage, reason, fix) the pipeline left, not only the directories searched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_engine_error_carries_the_records_of_its_refused_libraries() {
+    use accel_host::library::trace::Stage;
+    let plugins = plugin_dir_with_duckdb();
+    let mut metadata = PluginMetadata::current("oldengine", "1.0.0");
+    metadata.datafusion_ffi_major = 54;
+    fixture_library(plugins.path(), "oldengine", Some(&metadata));
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+
+    let record = host
+        .report
+        .problems
+        .iter()
+        .find(|r| r.path.ends_with("liboldengine.so"))
+        .expect("a record for the refused library");
+    assert_eq!(record.engine.as_deref(), Some("oldengine"));
+    assert_eq!(record.stage, Stage::Check);
+    assert!(
+        record.fix.contains("datafusion-ffi"),
+        "the fix is given apart: {record:?}"
+    );
+
+    let error = host
+        .sql("CREATE EXTERNAL TABLE t (a INT) STORED AS oldengine LOCATION ':memory:'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no engine named `oldengine`"), "{error}");
+    assert!(
+        error.contains("[check]")
+            && error.contains("liboldengine.so")
+            && error.contains("datafusion-ffi major: library has 54, host expects 55"),
+        "{error}"
+    );
+    // A refusal about another engine is not attached.
+    let error = host
+        .sql("CREATE EXTERNAL TABLE t (a INT) STORED AS nosuch LOCATION ':memory:'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains("liboldengine.so"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_datafusion_ffi_major_is_refused_by_field_and_host_keeps_serving() {
     let plugins = plugin_dir_with_duckdb();
@@ -50,6 +96,7 @@ async fn wrong_datafusion_ffi_major_is_refused_by_field_and_host_keeps_serving()
         .report
         .problems
         .iter()
+        .map(ToString::to_string)
         .find(|p| p.contains("liboldengine.so"))
         .unwrap_or_else(|| panic!("no problem reported: {:?}", host.report.problems));
     assert!(
@@ -93,7 +140,13 @@ async fn non_libraries_and_libraries_without_metadata_are_skipped_with_reasons()
     fixture_library(plugins.path(), "nometa", None);
     let data = tempfile::tempdir().unwrap();
     let host = host_with(plugins.path(), data.path());
-    let problems = host.report.problems.join("\n");
+    let problems = host
+        .report
+        .problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
 
     assert!(
         problems.contains("README.txt: skipped: not a shared library"),

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use accel_plugin_api::metadata::{ABI_MAJOR, ABI_MINOR, PluginMetadata, RECORD_SIZE};
+use accel_plugin_api::boundary::metadata::{
+    ABI_MAJOR, ABI_MINOR, MIN_RECORD_SIZE, PanicStrategy, PluginMetadata,
+};
 
 use super::common::{
     accel, duckdb_library, host_with, install, plugin_dir_with_duckdb, rows, stderr,
@@ -91,7 +93,50 @@ fn build_corpus(dir: &Path) -> Vec<(&'static str, &'static str)> {
         "libbadsize.so",
         "record size is 10 bytes, expected at least 280",
     ));
-    assert_eq!(RECORD_SIZE, 280);
+    assert_eq!(MIN_RECORD_SIZE, 280);
+
+    fixture_library(
+        dir,
+        "panicabort",
+        Some(&record(|m| {
+            m.engine_name = "panicabort".into();
+            m.panic_strategy = PanicStrategy::Abort;
+        })),
+    );
+    cases.push((
+        "libpanicabort.so",
+        "panic strategy: library has abort, host expects unwind",
+    ));
+
+    fixture_library(
+        dir,
+        "abistable",
+        Some(&record(|m| {
+            m.engine_name = "abistable".into();
+            m.abi_stable_series = Some("0.12".into());
+        })),
+    );
+    cases.push((
+        "libabistable.so",
+        "abi_stable: library has 0.12, host expects 0.11",
+    ));
+
+    // A record of the first layout (no panic strategy, no abi_stable field) passes the check:
+    // this fake library then fails only where its missing code is looked for.
+    fixture_library(
+        dir,
+        "firstlayout",
+        Some(&record(|m| {
+            m.engine_name = "firstlayout".into();
+            m.record_size = MIN_RECORD_SIZE as u32;
+            m.panic_strategy = PanicStrategy::Unknown;
+            m.abi_stable_series = None;
+        })),
+    );
+    cases.push((
+        "libfirstlayout.so",
+        "libfirstlayout.so: reading the entry symbol",
+    ));
 
     fixture_library(dir, "abimajor", Some(&record(|m| m.abi_major += 1)));
     cases.push((
@@ -155,9 +200,13 @@ fn build_corpus(dir: &Path) -> Vec<(&'static str, &'static str)> {
     ));
 
     // Sorted after the real library, so it is the second one declaring `duckdb`.
-    std::fs::copy(duckdb_library(), dir.join("libaccel_engine_duckdb_copy.so")).unwrap();
+    std::fs::copy(
+        duckdb_library(),
+        dir.join("libaccel_engine_duckdb_plugin_copy.so"),
+    )
+    .unwrap();
     cases.push((
-        "libaccel_engine_duckdb_copy.so",
+        "libaccel_engine_duckdb_plugin_copy.so",
         "engine `duckdb` 0.1.0 is already loaded from",
     ));
 
@@ -177,6 +226,7 @@ async fn every_broken_library_is_refused_by_name_and_the_good_engine_serves() {
             .report
             .problems
             .iter()
+            .map(ToString::to_string)
             .find(|p| p.contains(&format!("/{file}")));
         match reported {
             Some(problem) if problem.contains(expected) => {}
@@ -188,7 +238,12 @@ async fn every_broken_library_is_refused_by_name_and_the_good_engine_serves() {
         failures.is_empty(),
         "{}\nall problems:\n{}",
         failures.join("\n"),
-        host.report.problems.join("\n")
+        host.report
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert_eq!(
         host.report.loaded,
@@ -230,7 +285,7 @@ fn permissions_and_allow_list_are_enforced_with_an_override_for_permissions_only
 
     let locked = accel(&["plugin", "lock", dir]);
     assert!(locked.status.success(), "{}", stderr(&locked));
-    assert!(super::common::stdout(&locked).contains("libaccel_engine_duckdb.so"));
+    assert!(super::common::stdout(&locked).contains("libaccel_engine_duckdb_plugin.so"));
     let newcomer = fixture_library(
         plugins.path(),
         "newcomer",
@@ -259,4 +314,48 @@ fn permissions_and_allow_list_are_enforced_with_an_override_for_permissions_only
         stderr(&out)
     );
     assert!(!super::common::stdout(&out).contains("duckdb"));
+}
+
+/// `cp other.so plugins/loaded.so` rewrites the plugin file in place. The running generation
+/// must not be running that file's pages: the host keeps serving, and a reload sees the new
+/// content as a new library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_over_a_loaded_library_in_place_does_not_bring_the_host_down() {
+    use super::common::sqlite_library;
+    let plugins = tempfile::tempdir().unwrap();
+    let loaded = plugins.path().join("libaccel_engine_duckdb_plugin.so");
+    std::fs::copy(duckdb_library(), &loaded).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+    host.sql(
+        "CREATE EXTERNAL TABLE t (a INT) STORED AS duckdb LOCATION ':memory:';
+         INSERT INTO t VALUES (1), (2), (3)",
+    )
+    .await
+    .unwrap();
+    // What `cp` does: open the existing file for writing, truncate, write.
+    let mut target = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&loaded)
+        .unwrap();
+    std::io::copy(
+        &mut std::fs::File::open(sqlite_library()).unwrap(),
+        &mut target,
+    )
+    .unwrap();
+    drop(target);
+    for _ in 0..3 {
+        assert_eq!(
+            rows(&host.sql("SELECT sum(a) AS s FROM t").await.unwrap()),
+            vec!["| 6 |"]
+        );
+    }
+    let report = host.reload().await;
+    assert_eq!(report.loaded.len(), 1, "{report}");
+    assert!(report.loaded[0].contains("`sqlite`"), "{report}");
+    assert_eq!(
+        rows(&host.sql("SELECT count(*) AS n FROM t").await.unwrap()),
+        vec!["| 3 |"]
+    );
 }

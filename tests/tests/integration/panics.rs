@@ -73,6 +73,11 @@ async fn engine_failures_are_query_errors_and_the_host_keeps_serving() {
             "chaos: stream failed after the first batch",
         ),
         (
+            "'chaos_fail' 'stream'",
+            "SELECT * FROM t",
+            "engine `chaos` 0.1.0, scan: ",
+        ),
+        (
             "'chaos_hang' 'init'",
             "",
             "engine `chaos`: init of table `t` did not finish within 1s",
@@ -130,4 +135,27 @@ fn an_engine_that_panics_on_start_is_skipped_with_the_reason() {
     assert!(err.contains("chaos: asked to panic on start"), "{err}");
     assert!(stdout(&out).lines().any(|l| l.starts_with("duckdb ")));
     assert!(!stdout(&out).contains("chaos"));
+}
+
+/// An error from inside an engine names the engine, its version and the call — here an insert
+/// DuckDB refuses (a duplicate key), which crossed the boundary as a bare
+/// `FFI error: Execution error: …` before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_errors_name_the_engine_and_the_call() {
+    let plugins = plugin_dir_with_duckdb();
+    let data = tempfile::tempdir().unwrap();
+    let host = super::common::host_with(plugins.path(), data.path());
+    host.sql(
+        "CREATE EXTERNAL TABLE k (id INT) STORED AS duckdb LOCATION ':memory:' \
+         OPTIONS ('primary_key' 'id');
+         INSERT INTO k VALUES (1)",
+    )
+    .await
+    .unwrap();
+    let error = host
+        .sql("INSERT INTO k VALUES (1)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("engine `duckdb` 0.1.0, insert: "), "{error}");
 }

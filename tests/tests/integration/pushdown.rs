@@ -155,10 +155,12 @@ async fn explain_shows_the_sql_sent_to_the_engine_and_the_filters_kept() {
             .unwrap(),
     )
     .join("\n");
+    // LIKE stays in DataFusion on SQLite (SQLite's matching stops at a NUL byte).
     assert!(
         plan.contains(
-            r#"SqliteScanExec: SELECT "s" FROM "st" WHERE ("ok") AND ("d" >= '2024-01-01') AND ("s" GLOB 'a*')"#
+            r#"SqliteScanExec: SELECT "s" FROM "st" WHERE ("ok") AND ("d" >= '2024-01-01')"#
         ),
         "{plan}"
     );
+    assert!(plan.contains("FilterExec: s@0 LIKE a%"), "{plan}");
 }

@@ -1,0 +1,228 @@
+//! A plugin engine as the rest of the host sees it: an `impl DataAccelerator` over the
+//! library's function table, plus the keep-alive rule — the engine and every table it creates
+//! hold an `Arc` of the library they came from.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use accel_plugin_api::boundary::ForeignAccelerator;
+use accel_plugin_api::{
+    AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError,
+    ParameterSpec, PartitionedBy, SqlEngine, SqlTable, async_trait,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
+use datafusion::datasource::TableType;
+use datafusion::error::Result;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::StreamExt;
+
+use crate::engine::plugin_exec::{KeepAlive, PluginExec, keep_alive_stream, labelled};
+use crate::library::load::LoadedLibrary;
+
+/// An engine served by a loaded library.
+pub struct PluginAccelerator {
+    engine: ForeignAccelerator,
+    library: Arc<LoadedLibrary>,
+}
+
+impl PluginAccelerator {
+    pub fn new(engine: ForeignAccelerator, library: Arc<LoadedLibrary>) -> Self {
+        Self { engine, library }
+    }
+
+    pub fn library(&self) -> &Arc<LoadedLibrary> {
+        &self.library
+    }
+}
+
+#[async_trait]
+impl DataAccelerator for PluginAccelerator {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.engine.name()
+    }
+
+    fn prefix(&self) -> &str {
+        self.engine.prefix()
+    }
+
+    fn parameters(&self) -> &[ParameterSpec] {
+        self.engine.parameters()
+    }
+
+    async fn create_external_table(
+        &self,
+        cmd: CreateExternalTable,
+        source: Option<&dyn AccelerationSource>,
+        partition_by: Vec<PartitionedBy>,
+        runtime_env: Arc<RuntimeEnv>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let table = self
+            .engine
+            .create_external_table(cmd, source, partition_by, runtime_env)
+            .await?;
+        Ok(Arc::new(PluginTable {
+            table,
+            library: Arc::clone(&self.library),
+        }))
+    }
+
+    fn acceleration_layout(&self, source: &dyn AccelerationSource) -> AccelerationLayout {
+        self.engine.acceleration_layout(source)
+    }
+
+    async fn init(&self, source: &dyn AccelerationSource) -> Result<BootstrapStatus> {
+        self.engine.init(source).await
+    }
+
+    fn is_initialized(&self, source: &dyn AccelerationSource) -> bool {
+        self.engine.is_initialized(source)
+    }
+
+    fn valid_file_extensions(&self) -> Vec<String> {
+        self.engine.valid_file_extensions()
+    }
+
+    fn file_path(&self, source: &dyn AccelerationSource) -> Result<String, FilePathError> {
+        self.engine.file_path(source)
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        self.engine.shutdown().await
+    }
+
+    fn sql_engine(&self) -> Option<&dyn SqlEngine> {
+        self.engine.sql_engine().map(|_| self as &dyn SqlEngine)
+    }
+}
+
+/// The engine's SQL capability, for the plugin's own tables; the rows keep the library alive.
+#[async_trait]
+impl SqlEngine for PluginAccelerator {
+    fn dialect(&self) -> &str {
+        self.engine.sql_engine().map_or("", |sql| sql.dialect())
+    }
+
+    fn sql_table(&self, table: &dyn TableProvider) -> Option<SqlTable> {
+        let table = table.downcast_ref::<PluginTable>()?;
+        self.engine.sql_engine()?.sql_table(table.table.as_ref())
+    }
+
+    async fn execute_sql(
+        &self,
+        context: &str,
+        sql: &str,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream> {
+        let Some(engine) = self.engine.sql_engine() else {
+            return datafusion::common::plan_err!(
+                "engine `{}` does not run SQL statements",
+                self.engine.name()
+            );
+        };
+        let label: Arc<str> = format!(
+            "engine `{}` {}, statement",
+            self.library.metadata.engine_name, self.library.version
+        )
+        .into();
+        let stream = engine
+            .execute_sql(context, sql, schema)
+            .await
+            .map_err(|e| labelled(&label, e))?;
+        let schema = stream.schema();
+        let stream = stream.map(move |batch| batch.map_err(|e| labelled(&label, e)));
+        Ok(keep_alive_stream(
+            Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+            Arc::clone(&self.library) as KeepAlive,
+        ))
+    }
+}
+
+/// A table of a plugin engine; keeps its library's generation alive.
+#[derive(Debug)]
+pub struct PluginTable {
+    table: Arc<dyn TableProvider>,
+    library: Arc<LoadedLibrary>,
+}
+
+impl PluginTable {
+    pub fn library(&self) -> &Arc<LoadedLibrary> {
+        &self.library
+    }
+
+    fn keep_alive(&self) -> KeepAlive {
+        Arc::clone(&self.library) as KeepAlive
+    }
+
+    /// `engine `name` version, call`: what errors of this table's calls are labelled with.
+    fn label(&self, call: &str) -> Arc<str> {
+        format!(
+            "engine `{}` {}, {call}",
+            self.library.metadata.engine_name, self.library.version
+        )
+        .into()
+    }
+}
+
+#[async_trait]
+impl TableProvider for PluginTable {
+    fn schema(&self) -> SchemaRef {
+        self.table.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.table.table_type()
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        self.table.statistics()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.table.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let label = self.label("scan");
+        let plan = self
+            .table
+            .scan(state, projection, filters, limit)
+            .await
+            .map_err(|e| labelled(&label, e))?;
+        Ok(PluginExec::wrap_labelled(plan, &self.keep_alive(), label))
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let label = self.label("insert");
+        let plan = self
+            .table
+            .insert_into(state, input, insert_op)
+            .await
+            .map_err(|e| labelled(&label, e))?;
+        Ok(PluginExec::wrap_labelled(plan, &self.keep_alive(), label))
+    }
+}

@@ -1,0 +1,238 @@
+//! The host-side consumer of an engine library's function table: an `impl DataAccelerator`
+//! that calls across the boundary. The host wraps it with what keeps the library alive; this
+//! type only speaks the ABI.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use abi_stable::std_types::{RResult, RString, RVec};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{TableProvider, TableProviderFactory};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::TaskContextProvider;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::CreateExternalTable;
+use datafusion::prelude::SessionContext;
+use datafusion_ffi::arrow_wrappers::WrappedSchema;
+use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
+use datafusion_ffi::table_provider::ForeignTableProvider;
+use datafusion_ffi::table_provider_factory::ForeignTableProviderFactory;
+use datafusion_proto::logical_plan::DefaultLogicalExtensionCodec;
+use datafusion_proto::logical_plan::to_proto::serialize_expr;
+use prost::Message;
+
+use super::AcceleratorModuleRef;
+use crate::boundary::types::{
+    FfiAccelerationSource, FfiLogicalCodec, FfiPartitionedBy, FfiSchema, FfiTableProvider,
+};
+use crate::contract::accelerator::{
+    AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,
+    DataAccelerator, FilePathError, ParameterSpec, PartitionedBy,
+};
+use crate::contract::sql_engine::{SqlEngine, SqlTable};
+
+/// An engine that lives in a loaded library, seen through its function table.
+pub struct ForeignAccelerator {
+    module: AcceleratorModuleRef,
+    name: String,
+    prefix: String,
+    parameters: Vec<ParameterSpec>,
+    valid_file_extensions: Vec<String>,
+    /// The SQL dialect, for libraries with the SQL capability (ABI 1.1) whose engine has it.
+    sql_dialect: Option<String>,
+    /// Task context and session the engine's tables are created with: the logical codec that
+    /// decodes pushed-down filters holds only a weak reference to it, so it lives as long as
+    /// this accelerator (and every table keeps the accelerator alive).
+    context: Arc<SessionContext>,
+}
+
+impl std::fmt::Debug for ForeignAccelerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForeignAccelerator")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+fn engine_error(engine: &str, call: &str, message: RString) -> DataFusionError {
+    DataFusionError::Execution(format!("engine `{engine}` ({call}): {message}"))
+}
+
+impl ForeignAccelerator {
+    /// Asks the library to describe its engine.
+    pub fn new(module: AcceleratorModuleRef) -> Result<Self, String> {
+        let description = match (module.describe())() {
+            RResult::ROk(d) => d,
+            RResult::RErr(e) => return Err(e.into()),
+        };
+        Ok(Self {
+            module,
+            name: description.name.into(),
+            prefix: description.prefix.into(),
+            parameters: description
+                .parameters
+                .iter()
+                .map(ParameterSpec::from)
+                .collect(),
+            valid_file_extensions: description
+                .valid_file_extensions
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            sql_dialect: module
+                .sql_dialect()
+                .and_then(|dialect| dialect().into_option())
+                .map(String::from),
+            context: Arc::new(SessionContext::new()),
+        })
+    }
+
+    fn encode_partitions(&self, partition_by: &[PartitionedBy]) -> Result<RVec<FfiPartitionedBy>> {
+        partition_by
+            .iter()
+            .map(|p| {
+                let node = serialize_expr(&p.expression, &DefaultLogicalExtensionCodec {})?;
+                Ok(FfiPartitionedBy {
+                    name: p.name.as_str().into(),
+                    expression_proto: node.encode_to_vec().into(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn ffi_source(source: &dyn AccelerationSource) -> FfiAccelerationSource {
+    FfiAccelerationSource::from(&AccelerationSourceSpec::from_source(source))
+}
+
+#[async_trait]
+impl DataAccelerator for ForeignAccelerator {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn parameters(&self) -> &[ParameterSpec] {
+        &self.parameters
+    }
+
+    /// `runtime_env` is not used: plans of a plugin engine execute inside the plugin, with the
+    /// plugin's own runtime environment.
+    async fn create_external_table(
+        &self,
+        cmd: CreateExternalTable,
+        source: Option<&dyn AccelerationSource>,
+        partition_by: Vec<PartitionedBy>,
+        _runtime_env: Arc<RuntimeEnv>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let codec = {
+            let task_ctx_provider: Arc<dyn TaskContextProvider> = Arc::clone(&self.context) as _;
+            FFI_LogicalExtensionCodec::new_default(&task_ctx_provider)
+        };
+        let factory = (self.module.create_table_factory())(
+            source.map(ffi_source).into(),
+            self.encode_partitions(&partition_by)?,
+            FfiLogicalCodec(codec),
+        );
+        let factory = match factory {
+            RResult::ROk(f) => ForeignTableProviderFactory(f.0),
+            RResult::RErr(e) => return Err(engine_error(&self.name, "create_external_table", e)),
+        };
+        let state = self.context.state();
+        factory.create(&state, &cmd).await
+    }
+
+    fn acceleration_layout(&self, source: &dyn AccelerationSource) -> AccelerationLayout {
+        match (self.module.acceleration_layout())(&ffi_source(source)) {
+            RResult::ROk(layout) => layout.into(),
+            RResult::RErr(_) => AccelerationLayout::None,
+        }
+    }
+
+    async fn init(&self, source: &dyn AccelerationSource) -> Result<BootstrapStatus> {
+        match (self.module.init())(ffi_source(source)).await {
+            RResult::ROk(status) => Ok(status.into()),
+            RResult::RErr(e) => Err(engine_error(&self.name, "init", e)),
+        }
+    }
+
+    fn is_initialized(&self, source: &dyn AccelerationSource) -> bool {
+        matches!(
+            (self.module.is_initialized())(&ffi_source(source)),
+            RResult::ROk(true)
+        )
+    }
+
+    fn valid_file_extensions(&self) -> Vec<String> {
+        self.valid_file_extensions.clone()
+    }
+
+    fn file_path(&self, source: &dyn AccelerationSource) -> Result<String, FilePathError> {
+        match (self.module.file_path())(&ffi_source(source)) {
+            RResult::ROk(path) => Ok(path.into()),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        match (self.module.shutdown())().await {
+            RResult::ROk(()) => Ok(()),
+            RResult::RErr(e) => Err(engine_error(&self.name, "shutdown", e)),
+        }
+    }
+
+    fn sql_engine(&self) -> Option<&dyn SqlEngine> {
+        self.sql_dialect.as_ref().map(|_| self as &dyn SqlEngine)
+    }
+}
+
+#[async_trait]
+impl SqlEngine for ForeignAccelerator {
+    fn dialect(&self) -> &str {
+        self.sql_dialect.as_deref().unwrap_or_default()
+    }
+
+    /// Only for tables this library created (datafusion-ffi providers of another library, or
+    /// of none, are `None`).
+    fn sql_table(&self, table: &dyn TableProvider) -> Option<SqlTable> {
+        let table = table.downcast_ref::<ForeignTableProvider>()?;
+        let found = (self.module.sql_table()?)(&FfiTableProvider(table.0.clone()));
+        found.into_option().map(|t| SqlTable {
+            context: t.context.into(),
+            table: t.table.into(),
+        })
+    }
+
+    async fn execute_sql(
+        &self,
+        context: &str,
+        sql: &str,
+        schema: SchemaRef,
+    ) -> Result<SendableRecordBatchStream> {
+        let execute = self.module.execute_sql().ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "engine `{}` was built for plugin ABI 1.0, which cannot run SQL statements",
+                self.name
+            ))
+        })?;
+        match execute(
+            context.into(),
+            sql.into(),
+            FfiSchema(WrappedSchema::from(schema)),
+        )
+        .await
+        {
+            RResult::ROk(stream) => Ok(Box::pin(stream.0)),
+            RResult::RErr(e) => Err(engine_error(&self.name, "execute_sql", e)),
+        }
+    }
+}
