@@ -130,11 +130,7 @@ impl SqlEngine for PluginAccelerator {
                 self.engine.name()
             );
         };
-        let label: Arc<str> = format!(
-            "engine `{}` {}, statement",
-            self.library.metadata.engine_name, self.library.version
-        )
-        .into();
+        let label = call_label(&self.library, "statement");
         let stream = engine
             .execute_sql(context, sql, schema)
             .await
@@ -164,13 +160,8 @@ impl PluginTable {
         Arc::clone(&self.library) as KeepAlive
     }
 
-    /// `engine `name` version, call`: what errors of this table's calls are labelled with.
     fn label(&self, call: &str) -> Arc<str> {
-        format!(
-            "engine `{}` {}, {call}",
-            self.library.metadata.engine_name, self.library.version
-        )
-        .into()
+        call_label(&self.library, call)
     }
 }
 
@@ -225,4 +216,13 @@ impl TableProvider for PluginTable {
             .map_err(|e| labelled(&label, e))?;
         Ok(PluginExec::wrap_labelled(plan, &self.keep_alive(), label))
     }
+}
+
+/// `engine `name` version, call`: what errors of a call into `library` are labelled with.
+fn call_label(library: &LoadedLibrary, call: &str) -> Arc<str> {
+    format!(
+        "engine `{}` {}, {call}",
+        library.metadata.engine_name, library.version
+    )
+    .into()
 }

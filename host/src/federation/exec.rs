@@ -34,7 +34,7 @@ use super::node::EngineQuery;
 use super::statement::{Statement, managed_table};
 use crate::engine::plugin_exec::{KeepAlive, keep_alive_stream};
 use crate::engine::registry::RegisteredEngine;
-use crate::table::managed::ManagedTable;
+use crate::table::managed::{ManagedTable, with_query_guards};
 
 /// DataFusion's planner, which also plans [`EngineQuery`] nodes.
 #[derive(Debug)]
@@ -47,9 +47,9 @@ impl QueryPlanner for AccelQueryPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(EngineQueryPlanner)])
-            .create_physical_plan(logical_plan, session)
-            .await
+        let planner =
+            DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(EngineQueryPlanner)]);
+        with_query_guards(planner.create_physical_plan(logical_plan, session)).await
     }
 }
 

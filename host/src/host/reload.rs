@@ -88,9 +88,14 @@ impl Host {
             report.loaded.push(generation.describe());
             self.serve_engine_name(generation.name());
         }
-        self.hand_over_tables(&admitted.generations, &mut report)
-            .await;
-        report.retired = self.retire_unused().await;
+        {
+            // No table is created while tables move (it could join a generation its file is
+            // leaving) or while generations retire (it could pin one being retired).
+            let _no_creation = self.engine_tables().creation.write().await;
+            self.hand_over_tables(&admitted.generations, &mut report)
+                .await;
+            report.retired = self.retire_unused().await;
+        }
         let attention = report
             .kept
             .iter()
@@ -137,8 +142,6 @@ impl Host {
                     .is_some_and(|to| !Arc::ptr_eq(to, &self.from))
             }
         }
-        // No table is created while tables move (it could join a generation its file leaves).
-        let _no_creation = self.engine_tables().creation.write().await;
         let mut by_file: BTreeMap<(String, PathBuf), Vec<Move>> = BTreeMap::new();
         let mut groups: Vec<Vec<Move>> = Vec::new();
         for table in self.tables() {

@@ -37,6 +37,25 @@ pub const HANDOVER_WAIT: Duration = Duration::from_secs(30);
 /// Longest a hand-over waits for the queries running on the old generation.
 pub const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
+/// A read guard of one table, shared by the reads of one query.
+type QueryGuard = Arc<tokio::sync::OwnedRwLockReadGuard<Current>>;
+
+tokio::task_local! {
+    /// The guards the query being planned holds, by table. A query that reads a table twice (a
+    /// self-join, `INSERT INTO t SELECT … FROM t`) must not take a second guard: behind a
+    /// hand-over waiting for the first, the second would wait for the hand-over — each waiting
+    /// for the other until the hand-over gives up.
+    static QUERY_GUARDS: std::cell::RefCell<Vec<(usize, QueryGuard)>>;
+}
+
+/// Runs the planning of one query (`planning`) with its table guards shared: each table's
+/// guard is taken once, however often the query reads it.
+pub async fn with_query_guards<T>(planning: impl std::future::Future<Output = T>) -> T {
+    QUERY_GUARDS
+        .scope(std::cell::RefCell::new(Vec::new()), planning)
+        .await
+}
+
 /// The generation serving a table, and its provider there.
 pub struct Current {
     pub generation: Arc<RegisteredEngine>,
@@ -188,7 +207,23 @@ impl ManagedTable {
     }
 
     /// A read guard for one query: the plan and its streams keep it until they are dropped.
-    pub(crate) async fn enter(&self) -> Result<Arc<tokio::sync::OwnedRwLockReadGuard<Current>>> {
+    /// Within [`with_query_guards`] (the planning of one query) a table's guard is taken once
+    /// and shared by every read of it in the query.
+    pub(crate) async fn enter(&self) -> Result<QueryGuard> {
+        let key = Arc::as_ptr(&self.current) as usize;
+        let taken = QUERY_GUARDS
+            .try_with(|guards| {
+                guards
+                    .borrow()
+                    .iter()
+                    .find(|(table, _)| *table == key)
+                    .map(|(_, guard)| Arc::clone(guard))
+            })
+            .ok()
+            .flatten();
+        if let Some(guard) = taken {
+            return Ok(guard);
+        }
         let guard = tokio::time::timeout(HANDOVER_WAIT, Arc::clone(&self.current).read_owned())
             .await
             .map_err(|_| {
@@ -198,7 +233,9 @@ impl ManagedTable {
                     self.name
                 ))
             })?;
-        Ok(Arc::new(guard))
+        let guard = Arc::new(guard);
+        let _ = QUERY_GUARDS.try_with(|guards| guards.borrow_mut().push((key, Arc::clone(&guard))));
+        Ok(guard)
     }
 
     pub(super) async fn lock(&self) -> Result<OwnedRwLockWriteGuard<Current>, String> {
@@ -371,8 +408,14 @@ mod tests {
         values
     }
 
-    #[tokio::test]
-    async fn after_a_hand_over_filters_the_serving_generation_does_not_evaluate_are_applied() {
+    /// A session whose only table factory is the built-in `arrow` engine's, with what it
+    /// creates tables through.
+    fn arrow_session() -> (
+        tempfile::TempDir,
+        Arc<EngineRegistry>,
+        Arc<EngineTables>,
+        SessionContext,
+    ) {
         let data = tempfile::tempdir().unwrap();
         let registry = Arc::new(EngineRegistry::with_builtins());
         let tables = Arc::new(EngineTables::new(
@@ -386,7 +429,58 @@ mod tests {
         state
             .table_factories_mut()
             .insert("ARROW".to_owned(), factory(&tables, "arrow"));
-        let context = SessionContext::new_with_state(state);
+        (
+            data,
+            registry,
+            tables,
+            SessionContext::new_with_state(state),
+        )
+    }
+
+    /// A query that reads a table twice takes its guard once: the second read does not queue
+    /// behind a hand-over that waits for the first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_reads_a_table_twice_under_one_guard_even_behind_a_waiting_hand_over() {
+        let (_data, _registry, tables, context) = arrow_session();
+        context
+            .sql("CREATE EXTERNAL TABLE t (v INT) STORED AS arrow LOCATION ':memory:'")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let table = tables.tables.all().pop().unwrap();
+
+        let (hand_over, second_read_waited) = with_query_guards(async {
+            let first = table.enter().await.unwrap();
+            let waiting = Arc::clone(&table);
+            let hand_over = tokio::spawn(async move { waiting.lock().await.map(drop) });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                !hand_over.is_finished(),
+                "the hand-over waits for the query"
+            );
+            let second = tokio::time::timeout(Duration::from_secs(5), table.enter()).await;
+            let waited = second.is_err();
+            if let Ok(second) = second {
+                assert!(Arc::ptr_eq(&first, &second.unwrap()), "one guard, shared");
+            }
+            (hand_over, waited)
+        })
+        .await;
+        assert!(
+            !second_read_waited,
+            "the second read queued behind the hand-over"
+        );
+        hand_over
+            .await
+            .unwrap()
+            .expect("the hand-over proceeds once the query is done");
+    }
+
+    #[tokio::test]
+    async fn after_a_hand_over_filters_the_serving_generation_does_not_evaluate_are_applied() {
+        let (_data, registry, tables, context) = arrow_session();
         for sql in [
             "CREATE EXTERNAL TABLE t (k VARCHAR, v INT) STORED AS arrow LOCATION ':memory:'",
             "INSERT INTO t VALUES ('a', 1), ('b', 2), ('b', 3)",

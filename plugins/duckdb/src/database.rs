@@ -104,6 +104,18 @@ fn config(options: &OpenOptions) -> Result<Config> {
     Ok(config)
 }
 
+/// How often a file that is being created by another process is tried again (50 ms apart).
+const CREATION_RETRIES: u32 = 40;
+
+/// Whether `path` was modified within the last few seconds (a file being created).
+fn recently_created(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .is_some_and(|age| age < std::time::Duration::from_secs(5))
+}
+
 impl Database {
     fn new(path: Option<PathBuf>, root: Connection, options: &OpenOptions) -> Arc<Self> {
         let describe = match &path {
@@ -142,8 +154,24 @@ impl Database {
                 )
             })?;
         }
-        let root = Connection::open_with_flags(path, config(options)?)
-            .map_err(|e| duck_error(&format!("opening {}", path.display()), e))?;
+        // A file another process is creating this instant reads as "not a valid DuckDB
+        // database file" until its header is written: give it a moment, after which this
+        // process opens it or gets DuckDB's lock conflict — a clear answer either way.
+        let mut attempts = 0;
+        let root = loop {
+            match Connection::open_with_flags(path, config(options)?) {
+                Ok(root) => break root,
+                Err(e)
+                    if attempts < CREATION_RETRIES
+                        && e.to_string().contains("not a valid DuckDB database file")
+                        && recently_created(path) =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(duck_error(&format!("opening {}", path.display()), e)),
+            }
+        };
         Ok(Self::new(Some(path.to_owned()), root, options))
     }
 

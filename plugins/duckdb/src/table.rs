@@ -81,7 +81,9 @@ impl DuckDbTable {
         let conn = database.connect()?;
         let existing = table_columns(&conn, name)?;
         if existing.is_empty() {
-            conn.execute_batch(&ddl)
+            // IF NOT EXISTS: another connection may have created it since the look.
+            let create = ddl.replacen("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1);
+            conn.execute_batch(&create)
                 .map_err(|e| duck_error(&format!("creating table `{name}`"), e))?;
         } else {
             let declared = declared_columns(&ddl, name)?;

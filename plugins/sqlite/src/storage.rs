@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | Boolean | `BOOLEAN` | INTEGER 0 / 1 |
 //! | Int8 … Int64, UInt8 … UInt64 | `TINYINT` … `UBIGINT` | INTEGER (UInt64 above 2^63-1 refused) |
-//! | Float32, Float64 | `FLOAT`, `DOUBLE` | REAL (NaN refused: SQLite would store NULL; -0.0 reads back as 0.0, SQLite keeps whole REAL values as integers) |
+//! | Float32, Float64 | `FLOAT`, `DOUBLE` | REAL (NaN and -0.0 refused: SQLite would store NULL and 0.0) |
 //! | Utf8, LargeUtf8, Utf8View | `TEXT` | TEXT |
 //! | Binary, LargeBinary, BinaryView, FixedSizeBinary | `BLOB` | BLOB |
 //! | Date32 | `DATE` | TEXT `YYYY-MM-DD`, years 0000–9999 (SQLite's date format; sorts as text) |
@@ -182,13 +182,20 @@ fn column_cells(field: &FieldRef, column: &ArrayRef) -> Result<Cells> {
         }
         Stored::Cast(StorageClass::Real) => {
             let values: Float64Array = downcast(to(&DataType::Float64, column)?);
-            if let Some(row) =
-                (0..values.len()).find(|&i| values.is_valid(i) && values.value(i).is_nan())
+            let unstorable = |v: f64| {
+                if v.is_nan() {
+                    Some("NaN, which SQLite cannot store (it would keep NULL)")
+                } else if v == 0.0 && v.is_sign_negative() {
+                    Some("-0.0, which SQLite cannot store (it would read back as 0.0)")
+                } else {
+                    None
+                }
+            };
+            if let Some((row, what)) = (0..values.len())
+                .filter(|&i| values.is_valid(i))
+                .find_map(|i| unstorable(values.value(i)).map(|what| (i, what)))
             {
-                return Err(column_error(
-                    field,
-                    format!("row {row} is NaN, which SQLite cannot store (it would keep NULL)"),
-                ));
+                return Err(column_error(field, format!("row {row} is {what}")));
             }
             Cells::Real(values)
         }

@@ -80,16 +80,20 @@ impl SqliteTable {
         }
         let _writer = database.write_lock();
         let conn = database.connect()?;
-        let existing = table_columns(&conn, name)?;
+        let mut existing = table_columns(&conn, name)?;
         if existing.is_empty() {
+            // IF NOT EXISTS: another process may create it between the look and the create;
+            // then its table is the one to compare with.
             let ddl = format!(
-                "CREATE TABLE {} ({})",
+                "CREATE TABLE IF NOT EXISTS {} ({})",
                 quote_ident(name),
                 columns.join(", ")
             );
             conn.execute_batch(&ddl)
                 .map_err(|e| sqlite_error(&format!("creating table `{name}`"), e))?;
-        } else if existing != declared {
+            existing = table_columns(&conn, name)?;
+        }
+        if existing != declared {
             let location = database
                 .path()
                 .map(|p| p.display().to_string())

@@ -258,3 +258,60 @@ fn snapshot_round_trip(plugins: &std::path::Path, engine: &str, extension: &str)
         stderr(&memory)
     );
 }
+
+/// Two processes creating the same new file table at the same moment both end with a clear
+/// result: each opens the table (SQLite: the loser's `CREATE` finds the winner's table) or
+/// gets the engine's lock conflict (DuckDB: one process per file) — never "not a valid DuckDB
+/// database file" from a file caught half-created, nor "table already exists".
+#[test]
+fn two_processes_racing_to_create_one_file_table_both_end_clearly() {
+    let plugins = plugin_dir_with_both_engines();
+    let dir = plugins.path().to_str().unwrap().to_owned();
+    for (engine, extension) in SQL_ENGINES {
+        for round in 0..5 {
+            let data = tempfile::tempdir().unwrap();
+            let file = data.path().join(format!("race{round}.{extension}"));
+            let sql = format!(
+                "CREATE EXTERNAL TABLE r (a INT) STORED AS {engine} LOCATION '{}'; \
+                 INSERT INTO r VALUES (1); SELECT count(*) AS n FROM r",
+                file.display()
+            );
+            let racers: Vec<std::process::Child> = (0..2)
+                .map(|_| {
+                    std::process::Command::new(super::common::accel_binary())
+                        .args(["--plugin-dir", &dir, "sql", &sql])
+                        .env_remove("ACCEL_PLUGIN_PATH")
+                        .stdout(std::process::Stdio::piped())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            let outcomes: Vec<std::process::Output> = racers
+                .into_iter()
+                .map(|racer| racer.wait_with_output().unwrap())
+                .collect();
+            let mut opened = 0;
+            for out in &outcomes {
+                let err = stderr(out);
+                if out.status.success() {
+                    opened += 1;
+                    continue;
+                }
+                assert!(
+                    !err.contains("not a valid DuckDB database file")
+                        && !err.contains("already exists"),
+                    "{engine} round {round}: {err}"
+                );
+                assert!(
+                    err.to_lowercase().contains("lock"),
+                    "{engine} round {round}: the loser names the lock conflict: {err}"
+                );
+            }
+            assert!(opened >= 1, "{engine} round {round}: one process opens it");
+            if engine == "sqlite" {
+                assert_eq!(opened, 2, "SQLite files are shared between processes");
+            }
+        }
+    }
+}

@@ -102,6 +102,10 @@ async fn values_sqlite_cannot_hold_are_refused_and_nothing_is_written() {
             "column `f` (Float64): row 1 is NaN",
         ),
         (
+            "INSERT INTO v VALUES (6, -0.0, 6, NULL)",
+            "column `f` (Float64): row 0 is -0.0, which SQLite cannot store",
+        ),
+        (
             "INSERT INTO v VALUES (4, 4.0, 18446744073709551615, NULL)",
             "column `u` (UInt64)",
         ),
