@@ -36,8 +36,8 @@ pub mod panics;
 
 pub use contract::{
     AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BUILTIN_ENGINES,
-    BootstrapStatus, BuiltinEngine, DataAccelerator, FilePathError, Mode, ParameterSpec,
-    PartitionedBy, SqlEngine, SqlTable,
+    BootstrapStatus, BuiltinEngine, DataAccelerator, FilePathError, FileRelease, Mode,
+    ParameterSpec, PartitionedBy, SqlEngine, SqlTable,
 };
 
 // Engine crates use these through the SDK so they always match the host's versions.

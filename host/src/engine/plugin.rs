@@ -8,7 +8,7 @@ use std::sync::Arc;
 use accel_plugin_api::boundary::ForeignAccelerator;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError,
-    ParameterSpec, PartitionedBy, SqlEngine, SqlTable, async_trait,
+    FileRelease, ParameterSpec, PartitionedBy, SqlEngine, SqlTable, async_trait,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
@@ -99,6 +99,14 @@ impl DataAccelerator for PluginAccelerator {
 
     async fn shutdown(&self) -> Result<()> {
         self.engine.shutdown().await
+    }
+
+    async fn release_file(
+        &self,
+        file: &std::path::Path,
+        wait: std::time::Duration,
+    ) -> Result<FileRelease> {
+        self.engine.release_file(file, wait).await
     }
 
     fn sql_engine(&self) -> Option<&dyn SqlEngine> {

@@ -19,9 +19,11 @@ use datafusion::physical_plan::collect;
 use datafusion::prelude::SessionContext;
 use tokio::sync::OwnedRwLockWriteGuard;
 
+use accel_plugin_api::FileRelease;
+
 use crate::engine::registry::RegisteredEngine;
 use crate::table::factory::create_on;
-use crate::table::managed::{Current, ManagedTable};
+use crate::table::managed::{Current, DRAIN_WAIT, ManagedTable};
 
 /// Moves `tables` — one memory table, or every table stored in one file — to `generation`.
 /// All or nothing: on failure every table is left on (or reopened on) the generation it was on,
@@ -124,11 +126,38 @@ async fn reopen_files(
     let old_generations: Vec<Arc<RegisteredEngine>> =
         guards.iter().map(|g| Arc::clone(&g.generation)).collect();
     for guard in guards.iter_mut() {
-        guard.provider = None; // the engine closes the file with its last table
+        guard.provider = None; // the engine closes the file with its last table…
+    }
+    // …once what still uses it has stopped: a scan or statement whose consumer is gone may
+    // still run in a blocking thread. The new generation opens the file only after the old
+    // one says it has let go (engines that track nothing else say "not tracked").
+    let mut failure = None;
+    for (table, old) in tables.iter().zip(&old_generations) {
+        let Some(file) = table.file_of(old) else {
+            continue;
+        };
+        match old.accelerator.release_file(&file, DRAIN_WAIT).await {
+            Ok(FileRelease::Released | FileRelease::NotTracked) => {}
+            Ok(FileRelease::StillOpen) => {
+                failure = Some(format!(
+                    "{} is still open in {} after {DRAIN_WAIT:?} (a statement that does not \
+                     stop); the new generation did not open it",
+                    file.display(),
+                    old.describe()
+                ));
+                break;
+            }
+            Err(e) => {
+                failure = Some(format!("{}: releasing it failed: {e}", file.display()));
+                break;
+            }
+        }
     }
     let mut opened = Vec::with_capacity(tables.len());
-    let mut failure = None;
-    for table in tables {
+    for table in tables
+        .iter()
+        .take(if failure.is_some() { 0 } else { tables.len() })
+    {
         match create_on(generation, &table.cmd, &table.source, &state, init_timeout).await {
             Ok(provider) => opened.push(provider),
             Err(e) => {

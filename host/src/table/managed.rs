@@ -186,6 +186,17 @@ impl ManagedTable {
         Some(Arc::clone(&self.current.try_read().ok()?.generation))
     }
 
+    /// The file the table is stored in on `generation`, for file-mode tables.
+    pub fn file_of(&self, generation: &RegisteredEngine) -> Option<std::path::PathBuf> {
+        if self.source.mode != Mode::File {
+            return None;
+        }
+        match generation.accelerator.acceleration_layout(&self.source) {
+            AccelerationLayout::File(path) => Some(path),
+            _ => None,
+        }
+    }
+
     /// The file the table is stored in, for file-mode tables.
     pub fn file(&self) -> Option<std::path::PathBuf> {
         if self.source.mode != Mode::File {

@@ -44,8 +44,8 @@ pub const ABI_STABLE_SERIES: &str = "0.11";
 pub const ABI_MAJOR: u16 = 1;
 /// Minor version of the plugin ABI. A host loads plugins built for its own minor or an older one
 /// (prefix-type modules only ever grow). 1.1 appended the optional SQL capability
-/// (`sql_dialect`, `sql_table`, `execute_sql`).
-pub const ABI_MINOR: u16 = 1;
+/// (`sql_dialect`, `sql_table`, `execute_sql`); 1.2 appended `release_file`.
+pub const ABI_MINOR: u16 = 2;
 /// Major version of `datafusion-ffi` this crate is built against. Pinned in the workspace
 /// `Cargo.toml`; a unit test checks it against `datafusion_ffi::version()`.
 pub const DATAFUSION_FFI_MAJOR: u32 = 55;

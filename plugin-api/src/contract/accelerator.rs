@@ -74,6 +74,20 @@ pub trait DataAccelerator: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Called after the host dropped every table of `file` (a hand-over to a newer generation
+    /// of the engine is about to open it): stop what still uses the file — scans and
+    /// statements whose rows nobody reads any more — and close it, waiting up to `wait`.
+    /// Default: [`FileRelease::NotTracked`], for engines that keep no file open beyond their
+    /// tables.
+    async fn release_file(
+        &self,
+        file: &std::path::Path,
+        wait: std::time::Duration,
+    ) -> Result<FileRelease> {
+        let _ = (file, wait);
+        Ok(FileRelease::NotTracked)
+    }
+
     /// The engine's SQL capability, if it runs whole statements over its tables (see
     /// [`crate::sql_engine`]). Default: none — only filters and projections are pushed down.
     fn sql_engine(&self) -> Option<&dyn crate::contract::sql_engine::SqlEngine> {
@@ -201,6 +215,18 @@ pub enum AccelerationLayout {
     File(PathBuf),
     Directory(PathBuf),
     None,
+}
+
+/// Whether an engine has closed a file ([`DataAccelerator::release_file`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRelease {
+    /// Nothing in the engine holds the file open any more.
+    Released,
+    /// Still open when the wait ran out: the file must not be opened by another engine copy.
+    StillOpen,
+    /// The engine does not track it (its tables were all it held open), or it was built
+    /// before the call existed.
+    NotTracked,
 }
 
 /// Outcome of [`DataAccelerator::init`].

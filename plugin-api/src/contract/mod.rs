@@ -11,7 +11,7 @@ pub mod sql_engine;
 
 pub use accelerator::{
     AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,
-    DataAccelerator, FilePathError, Mode, ParameterSpec, PartitionedBy,
+    DataAccelerator, FilePathError, FileRelease, Mode, ParameterSpec, PartitionedBy,
 };
 pub use builtin::{BUILTIN_ENGINES, BuiltinEngine};
 pub use sql_engine::{SqlEngine, SqlTable};

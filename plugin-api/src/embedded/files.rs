@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use datafusion::error::Result;
+
+use crate::contract::accelerator::FileRelease;
 
 /// The databases open in an engine, by canonical file path; a database closes when its last
 /// table is dropped.
@@ -43,6 +46,34 @@ impl<D> OpenFiles<D> {
     pub fn open(&self) -> Vec<Arc<D>> {
         let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         files.values().filter_map(Weak::upgrade).collect()
+    }
+
+    /// Closes the database of `path` once nothing else holds it: `stop` interrupts what still
+    /// uses it (scans and statements whose consumers are gone), then this waits — up to `wait`
+    /// — for the last holder to let go. Called when every table of the file was dropped.
+    pub async fn release(&self, path: &Path, wait: Duration, stop: impl Fn(&D)) -> FileRelease {
+        let key = canonical(path);
+        let Some(database) = self
+            .files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .and_then(Weak::upgrade)
+        else {
+            return FileRelease::Released;
+        };
+        let deadline = Instant::now() + wait;
+        loop {
+            stop(&database);
+            if Arc::strong_count(&database) == 1 {
+                drop(database); // the last holder: the database closes its file here
+                return FileRelease::Released;
+            }
+            if Instant::now() >= deadline {
+                return FileRelease::StillOpen;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 

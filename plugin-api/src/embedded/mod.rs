@@ -30,7 +30,7 @@ mod stream;
 
 pub use contexts::{Contexts, context_name};
 pub use files::{OpenFiles, canonical};
-pub use pool::{ConnectionPool, Connector, Pooled};
+pub use pool::{ConnectionPool, Connector, Interrupter, Pooled};
 pub use scan::{BlockingScanExec, RunScan};
 pub use stream::{
     BatchReceiver, BatchSender, InsertCancelled, stream_from_blocking, write_from_stream,

@@ -19,7 +19,17 @@ pub trait Connector: Send + Sync + 'static {
 
     /// The database, for messages: a path or "an in-memory database".
     fn describe(&self) -> String;
+
+    /// Something that stops the statement `connection` runs, callable from another thread
+    /// (the statement then fails); `None` when the client library cannot.
+    fn interrupter(&self, connection: &Self::Connection) -> Option<Interrupter> {
+        let _ = connection;
+        None
+    }
 }
+
+/// Stops the statement of one connection from another thread.
+pub type Interrupter = Box<dyn Fn() + Send + Sync>;
 
 /// Connections of one database.
 pub struct ConnectionPool<C: Connector> {
@@ -36,6 +46,9 @@ pub struct ConnectionPool<C: Connector> {
 struct State<T> {
     idle: Vec<T>,
     open: usize,
+    /// Connections in use, by lease number, with what interrupts each.
+    in_use: Vec<(u64, Option<Interrupter>)>,
+    next_lease: u64,
 }
 
 impl<C: Connector> ConnectionPool<C> {
@@ -46,6 +59,8 @@ impl<C: Connector> ConnectionPool<C> {
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
+                in_use: Vec::new(),
+                next_lease: 0,
             }),
             returned: Condvar::new(),
             max: max.max(1),
@@ -68,6 +83,7 @@ impl<C: Connector> ConnectionPool<C> {
         let mut state = self.state();
         let connection = loop {
             if let Some(connection) = state.idle.pop() {
+                drop(state);
                 break connection;
             }
             if state.open < self.max {
@@ -98,10 +114,34 @@ impl<C: Connector> ConnectionPool<C> {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         };
+        let interrupter = self.connector.interrupter(&connection);
+        let mut state = self.state();
+        let lease = state.next_lease;
+        state.next_lease += 1;
+        state.in_use.push((lease, interrupter));
+        drop(state);
         Ok(Pooled {
             connection: Some(connection),
             pool: Arc::clone(self),
+            lease,
         })
+    }
+
+    /// Interrupts the statement of every connection in use (each then fails and returns its
+    /// connection); returns how many there were.
+    pub fn interrupt_all(&self) -> usize {
+        let state = self.state();
+        for (_, interrupter) in &state.in_use {
+            if let Some(interrupt) = interrupter {
+                interrupt();
+            }
+        }
+        state.in_use.len()
+    }
+
+    /// Connections in use now.
+    pub fn in_use(&self) -> usize {
+        self.state().in_use.len()
     }
 
     /// Connections open now, idle or in use.
@@ -114,6 +154,7 @@ impl<C: Connector> ConnectionPool<C> {
 pub struct Pooled<C: Connector> {
     connection: Option<C::Connection>,
     pool: Arc<ConnectionPool<C>>,
+    lease: u64,
 }
 
 impl<C: Connector> std::ops::Deref for Pooled<C> {
@@ -135,6 +176,7 @@ impl<C: Connector> Drop for Pooled<C> {
             // A connection dropped by a panicking thread may be mid-transaction: discard it.
             let reusable = !std::thread::panicking() && self.pool.connector.recycle(&connection);
             let mut state = self.pool.state();
+            state.in_use.retain(|(lease, _)| *lease != self.lease);
             if reusable {
                 state.idle.push(connection);
             } else {
@@ -188,6 +230,52 @@ mod tests {
         drop(b); // broken: discarded
         assert_eq!(pool.open_connections(), 1);
         assert_eq!(*pool.get().unwrap(), 0);
+    }
+
+    /// Connections whose statements can be stopped from another thread.
+    #[derive(Default)]
+    struct Interruptible {
+        interrupted: Arc<AtomicUsize>,
+    }
+
+    impl Connector for Interruptible {
+        type Connection = ();
+        fn open(&self) -> Result<()> {
+            Ok(())
+        }
+        fn recycle(&self, _connection: &()) -> bool {
+            true
+        }
+        fn describe(&self) -> String {
+            "test database".into()
+        }
+        fn interrupter(&self, _connection: &()) -> Option<Interrupter> {
+            let interrupted = Arc::clone(&self.interrupted);
+            Some(Box::new(move || {
+                interrupted.fetch_add(1, Ordering::SeqCst);
+            }))
+        }
+    }
+
+    #[test]
+    fn connections_in_use_are_counted_and_interrupted_idle_ones_are_not() {
+        let interrupted = Arc::new(AtomicUsize::new(0));
+        let connector = Interruptible {
+            interrupted: Arc::clone(&interrupted),
+        };
+        let pool = ConnectionPool::new(connector, 3, Duration::from_secs(5), "size");
+        let a = pool.get().unwrap();
+        let b = pool.get().unwrap();
+        drop(pool.get().unwrap()); // returned: idle
+        assert_eq!(pool.in_use(), 2);
+        assert_eq!(pool.interrupt_all(), 2);
+        assert_eq!(interrupted.load(Ordering::SeqCst), 2, "only those in use");
+        drop(a);
+        assert_eq!(pool.in_use(), 1);
+        let reused = pool.get().unwrap(); // an idle one, without deadlock
+        assert_eq!((pool.in_use(), pool.open_connections()), (2, 3));
+        drop((b, reused));
+        assert_eq!(pool.in_use(), 0);
     }
 
     #[test]

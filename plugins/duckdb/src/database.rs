@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accel_plugin_api::embedded::{ConnectionPool, Connector, OpenFiles, Pooled, context_name};
+use accel_plugin_api::FileRelease;
+use accel_plugin_api::embedded::{
+    ConnectionPool, Connector, Interrupter, OpenFiles, Pooled, context_name,
+};
 use datafusion::error::{DataFusionError, Result};
 use duckdb::{Config, Connection};
 
@@ -67,6 +70,11 @@ impl Connector for DuckDbConnector {
 
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+
+    fn interrupter(&self, connection: &Connection) -> Option<Interrupter> {
+        let handle = connection.interrupt_handle();
+        Some(Box::new(move || handle.interrupt()))
     }
 }
 
@@ -228,6 +236,16 @@ impl Databases {
     /// Every file database still open.
     pub fn open_files(&self) -> Vec<Arc<Database>> {
         self.files.open()
+    }
+
+    /// Closes the database of `file` once its tables are gone: statements still running on
+    /// it (scans whose consumers left) are interrupted, and this waits up to `wait` for them.
+    pub async fn release(&self, file: &Path, wait: Duration) -> FileRelease {
+        self.files
+            .release(file, wait, |database| {
+                database.pool.interrupt_all();
+            })
+            .await
     }
 }
 

@@ -17,12 +17,13 @@ mod types;
 use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use accel_plugin_api::embedded::Contexts;
 use accel_plugin_api::embedded::file_mode::database_file;
 use accel_plugin_api::{
-    AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError, Mode,
-    ParameterSpec, PartitionedBy, SqlEngine, async_trait,
+    AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError,
+    FileRelease, Mode, ParameterSpec, PartitionedBy, SqlEngine, async_trait,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
@@ -192,6 +193,10 @@ impl DataAccelerator for DuckDbAccelerator {
         tokio::task::spawn_blocking(move || databases.iter().try_for_each(|db| db.checkpoint()))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?
+    }
+
+    async fn release_file(&self, file: &Path, wait: Duration) -> Result<FileRelease> {
+        Ok(self.databases.release(file, wait).await)
     }
 
     fn sql_engine(&self) -> Option<&dyn SqlEngine> {

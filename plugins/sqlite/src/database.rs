@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use accel_plugin_api::embedded::{ConnectionPool, Connector, OpenFiles, Pooled, context_name};
+use accel_plugin_api::FileRelease;
+use accel_plugin_api::embedded::{
+    ConnectionPool, Connector, Interrupter, OpenFiles, Pooled, context_name,
+};
 use datafusion::error::{DataFusionError, Result};
 use rusqlite::{Connection, OpenFlags};
 
@@ -96,6 +99,11 @@ impl Connector for SqliteConnector {
 
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+
+    fn interrupter(&self, connection: &Connection) -> Option<Interrupter> {
+        let handle = connection.get_interrupt_handle();
+        Some(Box::new(move || handle.interrupt()))
     }
 }
 
@@ -242,6 +250,16 @@ impl Databases {
 
     pub fn open_files(&self) -> Vec<Arc<Database>> {
         self.files.open()
+    }
+
+    /// Closes the database of `file` once its tables are gone: statements still running on
+    /// it (scans whose consumers left) are interrupted, and this waits up to `wait` for them.
+    pub async fn release(&self, file: &Path, wait: Duration) -> FileRelease {
+        self.files
+            .release(file, wait, |database| {
+                database.pool.interrupt_all();
+            })
+            .await
     }
 }
 

@@ -22,8 +22,8 @@ use accel_plugin_api::embedded::Contexts;
 use accel_plugin_api::embedded::file_mode::database_file;
 use accel_plugin_api::embedded::keys::TableKeys;
 use accel_plugin_api::{
-    AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError, Mode,
-    ParameterSpec, PartitionedBy, SqlEngine, async_trait,
+    AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError,
+    FileRelease, Mode, ParameterSpec, PartitionedBy, SqlEngine, async_trait,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
@@ -202,6 +202,10 @@ impl DataAccelerator for SqliteAccelerator {
         tokio::task::spawn_blocking(move || databases.iter().try_for_each(|db| db.checkpoint()))
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?
+    }
+
+    async fn release_file(&self, file: &Path, wait: Duration) -> Result<FileRelease> {
+        Ok(self.databases.release(file, wait).await)
     }
 
     fn sql_engine(&self) -> Option<&dyn SqlEngine> {

@@ -535,3 +535,63 @@ async fn one_file_moves_whole_and_a_later_reload_retries_what_could_not_move() {
         vec!["| 3 |"]
     );
 }
+
+/// Descriptors of this process open on `file` itself (not its WAL or shared memory).
+fn descriptors_on(file: &std::path::Path) -> usize {
+    let name = file.file_name().unwrap().to_string_lossy().into_owned();
+    open_descriptors()
+        .iter()
+        .filter(|target| target.ends_with(&format!("/{name}")))
+        .count()
+}
+
+/// A statement whose client gave up still runs in the old generation's blocking thread when a
+/// hand-over comes. The old generation interrupts it and closes the file before the new one
+/// opens it: the file is never open in two engine copies (which corrupts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hand_over_waits_until_the_old_generation_has_let_go_of_the_file() {
+    let plugins = tempfile::tempdir().unwrap();
+    install(&sqlite_library(), plugins.path());
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+    let file = data.path().join("big.sqlite");
+    host.sql(&format!(
+        "CREATE EXTERNAL TABLE big (k BIGINT, v BIGINT) STORED AS sqlite LOCATION '{}' \
+         OPTIONS ('sqlite_connection_pool_size' '1');
+         INSERT INTO big SELECT value % 2 AS k, value AS v FROM generate_series(1, 40000)",
+        file.display()
+    ))
+    .await
+    .unwrap();
+    // 800 million pairs: runs in SQLite (pushed whole) far longer than its client waits.
+    let slow = "SELECT count(*) FROM big a JOIN big b ON a.k = b.k";
+    let plan = rows(&host.sql(&format!("EXPLAIN {slow}")).await.unwrap()).join("\n");
+    assert!(plan.contains("EngineQueryExec"), "{plan}");
+    let abandoned =
+        tokio::time::timeout(std::time::Duration::from_millis(500), host.sql(slow)).await;
+    assert!(abandoned.is_err(), "the statement was still running");
+    assert_eq!(
+        descriptors_on(&file),
+        1,
+        "the abandoned statement's connection"
+    );
+
+    drop_in(
+        &sqlite_v2_library(),
+        plugins.path(),
+        "libaccel_engine_sqlite_plugin-0.2.0.so",
+    );
+    let report = host.reload().await;
+    assert_eq!(report.moved.len(), 1, "{report}");
+    assert_eq!(generation_of(&host, "big").await, "0.2.0");
+    assert_eq!(
+        rows(&host.sql("SELECT count(*) AS n FROM big").await.unwrap()),
+        vec!["| 40000 |"]
+    );
+    assert_eq!(
+        descriptors_on(&file),
+        1,
+        "only the new generation's connection: the old one stopped the abandoned statement \
+         and closed the file"
+    );
+}

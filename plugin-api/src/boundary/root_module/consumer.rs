@@ -29,7 +29,7 @@ use crate::boundary::types::{
 };
 use crate::contract::accelerator::{
     AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,
-    DataAccelerator, FilePathError, ParameterSpec, PartitionedBy,
+    DataAccelerator, FilePathError, FileRelease, ParameterSpec, PartitionedBy,
 };
 use crate::contract::sql_engine::{SqlEngine, SqlTable};
 
@@ -187,6 +187,23 @@ impl DataAccelerator for ForeignAccelerator {
         match (self.module.shutdown())().await {
             RResult::ROk(()) => Ok(()),
             RResult::RErr(e) => Err(engine_error(&self.name, "shutdown", e)),
+        }
+    }
+
+    async fn release_file(
+        &self,
+        file: &std::path::Path,
+        wait: std::time::Duration,
+    ) -> Result<FileRelease> {
+        let Some(release) = self.module.release_file() else {
+            return Ok(FileRelease::NotTracked);
+        };
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        match release(file.display().to_string().into(), wait_ms).await {
+            RResult::ROk(0) => Ok(FileRelease::Released),
+            RResult::ROk(1) => Ok(FileRelease::StillOpen),
+            RResult::ROk(_) => Ok(FileRelease::NotTracked),
+            RResult::RErr(e) => Err(engine_error(&self.name, "release_file", e)),
         }
     }
 

@@ -78,6 +78,12 @@ pub struct AcceleratorModule {
         sql: RString,
         schema: FfiSchema,
     ) -> FfiFuture<RResult<FfiRecordBatchStream, RString>>,
+
+    // ABI 1.2: closing a file whose tables the host dropped, before a newer generation opens
+    // it. Absent from older libraries, which the host treats as "not tracked".
+    /// `DataAccelerator::release_file`: 0 released, 1 still open, 2 not tracked.
+    #[sabi(missing_field(option))]
+    pub release_file: extern "C" fn(file: RString, wait_ms: u64) -> FfiFuture<RResult<u8, RString>>,
 }
 
 impl RootModule for AcceleratorModuleRef {

@@ -33,7 +33,9 @@ use crate::boundary::types::{
     FfiFilePathError, FfiLogicalCodec, FfiParameterSpec, FfiPartitionedBy, FfiRecordBatchStream,
     FfiSchema, FfiSqlTable, FfiTableFactory, FfiTableProvider,
 };
-use crate::contract::accelerator::{AccelerationSourceSpec, DataAccelerator, PartitionedBy};
+use crate::contract::accelerator::{
+    AccelerationSourceSpec, DataAccelerator, FileRelease, PartitionedBy,
+};
 
 /// Builds the function table for engine `E` (called once, by the entry symbol's constructor).
 pub fn root_module<E: ExportedEngine>() -> AcceleratorModuleRef {
@@ -48,6 +50,7 @@ pub fn root_module<E: ExportedEngine>() -> AcceleratorModuleRef {
         sql_dialect: sql_dialect::<E>,
         sql_table: sql_table::<E>,
         execute_sql: execute_sql::<E>,
+        release_file: release_file::<E>,
     }
     .leak_into_prefix()
 }
@@ -223,6 +226,24 @@ extern "C" fn execute_sql<E: ExportedEngine>(
             guard_stream(stream, &name),
             Some(runtime),
         )))
+    })
+}
+
+extern "C" fn release_file<E: ExportedEngine>(
+    file: RString,
+    wait_ms: u64,
+) -> FfiFuture<RResult<u8, RString>> {
+    run_async::<E, _, _>("release_file", move |engine| async move {
+        let wait = std::time::Duration::from_millis(wait_ms);
+        let released = engine
+            .release_file(std::path::Path::new(file.as_str()), wait)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(match released {
+            FileRelease::Released => 0,
+            FileRelease::StillOpen => 1,
+            FileRelease::NotTracked => 2,
+        })
     })
 }
 
