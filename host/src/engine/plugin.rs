@@ -40,6 +40,12 @@ impl PluginAccelerator {
     pub fn library(&self) -> &Arc<LoadedLibrary> {
         &self.library
     }
+
+    /// Stops the library's runtime threads, for a retired generation; `true` when they were
+    /// running.
+    pub fn stop_runtime(&self) -> bool {
+        self.engine.stop_runtime()
+    }
 }
 
 #[async_trait]

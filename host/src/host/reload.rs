@@ -275,16 +275,26 @@ impl Host {
                 continue;
             }
             let shutdown = generation.accelerator.shutdown().await;
-            let resident_kb = generation
+            let plugin = generation
                 .accelerator
                 .as_any()
-                .downcast_ref::<PluginAccelerator>()
-                .map_or(0, |p| p.library().resident_kb());
+                .downcast_ref::<PluginAccelerator>();
+            // Its threads go; its code stays mapped (never unloaded).
+            let stopped = plugin.is_some_and(PluginAccelerator::stop_runtime);
+            let threads = if stopped {
+                ", its runtime threads stopped"
+            } else {
+                ""
+            };
+            let resident_kb = plugin.map_or(0, |p| p.library().resident_kb());
             generation.set_retired(resident_kb);
             retired.push(match shutdown {
-                Ok(()) => format!("{}, {resident_kb} kB resident", generation.describe()),
+                Ok(()) => format!(
+                    "{}, {resident_kb} kB resident{threads}",
+                    generation.describe()
+                ),
                 Err(e) => format!(
-                    "{}, {resident_kb} kB resident (its shutdown failed: {e})",
+                    "{}, {resident_kb} kB resident{threads} (its shutdown failed: {e})",
                     generation.describe()
                 ),
             });

@@ -5,12 +5,12 @@
 //! of engine code on it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionContext;
-use tokio::runtime::Runtime;
+use tokio::runtime::{Handle, Runtime};
 
 use super::panic_message;
 use crate::contract::accelerator::DataAccelerator;
@@ -30,6 +30,11 @@ impl PluginSlot {
     pub const fn new() -> Self {
         Self(OnceLock::new())
     }
+
+    /// The plugin, if it has started.
+    pub fn started(&self) -> Option<&Plugin> {
+        self.0.get().and_then(|started| started.as_ref().ok())
+    }
 }
 
 impl Default for PluginSlot {
@@ -41,12 +46,29 @@ impl Default for PluginSlot {
 /// A started plugin.
 pub struct Plugin {
     pub engine: Arc<dyn DataAccelerator>,
-    pub runtime: Runtime,
+    /// The library's runtime; `None` once the generation was retired ([`Plugin::stop`]).
+    runtime: Mutex<Option<Runtime>>,
+    /// Where engine code runs. After [`Plugin::stop`], tasks spawned on it are cancelled at
+    /// once (callers see "cancelled" errors, never a hang).
+    pub handle: Handle,
     /// Runtime environment of plans executed inside the plugin (host memory limits do not
     /// reach it; engines take explicit limits as parameters).
     pub runtime_env: Arc<RuntimeEnv>,
     /// Function registry used to decode expressions the host sends.
     pub task_ctx: Arc<TaskContext>,
+}
+
+impl Plugin {
+    /// Stops the library's runtime threads (a retired generation: no table uses it any more).
+    /// Returns whether they were running.
+    pub fn stop(&self) -> bool {
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        runtime.map(Runtime::shutdown_background).is_some()
+    }
 }
 
 /// The plugin of engine `E`, started on first call.
@@ -60,7 +82,9 @@ pub fn plugin<E: ExportedEngine>() -> Result<&'static Plugin, String> {
 
 fn start<E: ExportedEngine>() -> Result<Plugin, String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name(format!("accel-{}", E::NAME))
+        // `sqlite 0.2.0`: which generation a thread belongs to, in `top -H`, gdb and
+        // /proc/PID/task/*/comm (cut at 15 bytes there)
+        .thread_name(format!("{} {}", E::NAME, E::VERSION))
         .enable_all()
         .build()
         .map_err(|e| format!("engine `{}`: cannot start its runtime: {e}", E::NAME))?;
@@ -82,7 +106,8 @@ fn start<E: ExportedEngine>() -> Result<Plugin, String> {
     let context = SessionContext::new();
     Ok(Plugin {
         engine,
-        runtime,
+        handle: runtime.handle().clone(),
+        runtime: Mutex::new(Some(runtime)),
         runtime_env: context.runtime_env(),
         task_ctx: context.task_ctx(),
     })

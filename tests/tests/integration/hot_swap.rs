@@ -251,6 +251,29 @@ fn settled_descriptors() -> Vec<String> {
     );
 }
 
+/// Threads of this process of one engine generation's runtime (named `engine version`).
+fn engine_threads(generation: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == generation)
+        .count()
+}
+
+/// Waits (10 s at most) for the threads of a retired generation to exit, and fails if they
+/// do not.
+async fn retired_threads_gone(generation: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while engine_threads(generation) > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        engine_threads(generation),
+        0,
+        "threads of the retired generation {generation}"
+    );
+}
+
 /// Open file descriptors of this process, by what they point at.
 fn open_descriptors() -> Vec<String> {
     let mut targets: Vec<String> = std::fs::read_dir("/proc/self/fd")
@@ -322,6 +345,10 @@ fn a_hundred_reloads_under_load_crash_nothing_and_leak_no_descriptor() {
         let descriptors_before = settled_descriptors();
         let mut descriptors_with_two_generations = Vec::new();
         assert_eq!(mapped_generations(), 1);
+        assert!(
+            engine_threads("sqlite 0.1.0") > 0,
+            "the SQLite engine's runtime runs"
+        );
 
         let stop = Arc::new(AtomicUsize::new(0));
         let answered = Arc::new(AtomicUsize::new(0));
@@ -375,6 +402,9 @@ fn a_hundred_reloads_under_load_crash_nothing_and_leak_no_descriptor() {
                 assert_eq!(report.moved.len(), 2, "{report}");
             }
             if cycle == 51 {
+                // once the retired generation's runtime has stopped (its threads exit on their
+                // own after the signal)
+                retired_threads_gone("sqlite 0.1.0").await;
                 descriptors_with_two_generations = open_descriptors();
             }
             std::fs::remove_file(&junk).unwrap();
@@ -391,6 +421,12 @@ fn a_hundred_reloads_under_load_crash_nothing_and_leak_no_descriptor() {
         assert!(queries >= 200, "{queries} queries ran during the reloads");
         assert_eq!(generation_of(&host, "f").await, "0.2.0");
         assert_eq!(mapped_generations(), 2, "one mapping per generation");
+        // The retired generation's runtime threads are gone; the serving generation's run.
+        retired_threads_gone("sqlite 0.1.0").await;
+        assert!(
+            engine_threads("sqlite 0.2.0") > 0,
+            "the serving generation's threads"
+        );
         // Files: `f` has one connection per generation at most, and its database, WAL and SHM
         // are open once (the old generation closed them); other descriptors: only what the new
         // generation's runtime holds, and nothing more after 49 more reloads.

@@ -61,6 +61,12 @@ fn engine_error(engine: &str, call: &str, message: RString) -> DataFusionError {
 }
 
 impl ForeignAccelerator {
+    /// Stops the library's runtime threads (a retired generation); `true` when they were
+    /// running. Libraries built before ABI 1.2 keep theirs.
+    pub fn stop_runtime(&self) -> bool {
+        self.module.stop_runtime().is_some_and(|stop| stop())
+    }
+
     /// Asks the library to describe its engine.
     pub fn new(module: AcceleratorModuleRef) -> Result<Self, String> {
         let description = match (module.describe())() {

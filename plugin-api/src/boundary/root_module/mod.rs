@@ -84,6 +84,11 @@ pub struct AcceleratorModule {
     /// `DataAccelerator::release_file`: 0 released, 1 still open, 2 not tracked.
     #[sabi(missing_field(option))]
     pub release_file: extern "C" fn(file: RString, wait_ms: u64) -> FfiFuture<RResult<u8, RString>>,
+
+    /// Stops the library's runtime threads, once the host retired the generation (no table
+    /// uses it, its `shutdown` ran); `true` when they were running.
+    #[sabi(missing_field(option))]
+    pub stop_runtime: extern "C" fn() -> bool,
 }
 
 impl RootModule for AcceleratorModuleRef {

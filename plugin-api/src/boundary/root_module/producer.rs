@@ -51,6 +51,7 @@ pub fn root_module<E: ExportedEngine>() -> AcceleratorModuleRef {
         sql_table: sql_table::<E>,
         execute_sql: execute_sql::<E>,
         release_file: release_file::<E>,
+        stop_runtime: stop_runtime::<E>,
     }
     .leak_into_prefix()
 }
@@ -89,13 +90,13 @@ extern "C" fn create_table_factory<E: ExportedEngine>(
                 .into_option()
                 .map(|s| AccelerationSourceSpec::from(&s)),
             partition_by,
-            runtime: p.runtime.handle().clone(),
+            runtime: p.handle.clone(),
             runtime_env: Arc::clone(&p.runtime_env),
         };
         Ok(FfiTableFactory(
             FFI_TableProviderFactory::new_with_ffi_codec(
                 Arc::new(factory),
-                Some(p.runtime.handle().clone()),
+                Some(p.handle.clone()),
                 codec.0,
             ),
         ))
@@ -221,7 +222,7 @@ extern "C" fn execute_sql<E: ExportedEngine>(
             .execute_sql(&context, &sql, schema)
             .await
             .map_err(|e| e.to_string())?;
-        let runtime = plugin::<E>()?.runtime.handle().clone();
+        let runtime = plugin::<E>()?.handle.clone();
         Ok(FfiRecordBatchStream(FFI_RecordBatchStream::new(
             guard_stream(stream, &name),
             Some(runtime),
@@ -245,6 +246,11 @@ extern "C" fn release_file<E: ExportedEngine>(
             FileRelease::NotTracked => 2,
         })
     })
+}
+
+extern "C" fn stop_runtime<E: ExportedEngine>() -> bool {
+    // Never started: nothing to stop (and no reason to start it now).
+    E::slot().started().is_some_and(Plugin::stop)
 }
 
 /// Runs synchronous engine code, turning a panic into an error.
@@ -278,7 +284,7 @@ where
             Err(message) => return RResult::RErr(message.into()),
         };
         let engine = Arc::clone(&p.engine);
-        match p.runtime.spawn(async move { f(engine).await }).await {
+        match p.handle.spawn(async move { f(engine).await }).await {
             Ok(Ok(value)) => RResult::ROk(value),
             Ok(Err(message)) => RResult::RErr(message.into()),
             Err(join) if join.is_panic() => RResult::RErr(
