@@ -3,7 +3,7 @@
 //! Two jobs:
 //! - **keep-alive**: the plan and each stream it produces hold what must outlive them — the
 //!   library's `Arc`, and for a managed table the read guard that makes a hand-over wait for
-//!   running queries (see `managed_table`);
+//!   running queries (see `table::managed`);
 //! - **input requirements**: datafusion-ffi does not carry a plan's required input distribution
 //!   across the boundary, so the host's optimizer would treat a plugin's insert plan (a
 //!   `DataSinkExec`, which reads input partition 0 only) as accepting any partitioning — and

@@ -1,6 +1,6 @@
 //! Reload, while serving: admission runs again for the libraries that are new or changed (by
 //! content hash); each new generation then takes over the tables whose
-//! `engine_version` pin allows it (see `managed_table` for how), and generations that no table
+//! `engine_version` pin allows it (see `table::hand_over` for how), and generations that no table
 //! uses any more — and that are not the newest of their engine — are retired: `shutdown` is
 //! called and their resident memory reported. Libraries are never unloaded (see `load`).
 

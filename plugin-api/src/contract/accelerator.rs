@@ -89,7 +89,7 @@ pub trait DataAccelerator: Send + Sync + 'static {
     }
 
     /// The engine's SQL capability, if it runs whole statements over its tables (see
-    /// [`crate::sql_engine`]). Default: none — only filters and projections are pushed down.
+    /// [`crate::contract::sql_engine`]). Default: none — only filters and projections are pushed down.
     fn sql_engine(&self) -> Option<&dyn crate::contract::sql_engine::SqlEngine> {
         None
     }

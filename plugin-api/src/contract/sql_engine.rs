@@ -4,7 +4,7 @@
 //! streaming every row across the boundary for DataFusion to aggregate.
 //!
 //! The host writes the SQL (in the dialect the engine names, with DataFusion's meaning: see
-//! [`crate::pushdown`]); the engine only says where each of its tables lives and runs what it
+//! [`crate::embedded::pushdown`]); the engine only says where each of its tables lives and runs what it
 //! is given. Engines without it keep working with filter and projection pushdown.
 
 use async_trait::async_trait;

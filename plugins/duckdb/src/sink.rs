@@ -102,16 +102,23 @@ fn write(
         }
     })();
     match written {
-        Ok(rows) => {
-            conn.execute_batch("COMMIT").map_err(|e| {
-                keys.explain_duplicate(
-                    duck_error("committing an insert", e),
-                    table,
-                    is_key_violation,
-                )
-            })?;
-            Ok(rows)
-        }
+        Ok(rows) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(rows),
+            // Durable: reporting it as a failure would make a client write the rows twice.
+            // The database is unusable until it is reopened; the next statement says so.
+            Err(e) if committed_despite(&e.to_string()) => {
+                eprintln!(
+                    "warning: duckdb: an insert into `{table}` was committed, but DuckDB's \
+                     automatic checkpoint after it failed: {e}"
+                );
+                Ok(rows)
+            }
+            Err(e) => Err(keys.explain_duplicate(
+                duck_error("committing an insert", e),
+                table,
+                is_key_violation,
+            )),
+        },
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             Err(e)
@@ -208,6 +215,33 @@ fn merge(
 }
 
 /// DuckDB's words for a key violation.
+/// A COMMIT error that DuckDB raises after the transaction became durable (its WAL written):
+/// the automatic checkpoint that follows failed, e.g. on a full disk.
+fn committed_despite(message: &str) -> bool {
+    message.contains("COMMIT succeeded and is durable")
+}
+
 fn is_key_violation(message: &str) -> bool {
     message.to_lowercase().contains("duplicate key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages of DuckDB's transaction manager (bundled source,
+    /// `duck_transaction_manager.cpp`): a durable commit whose checkpoint failed counts as
+    /// committed; a commit that could not write its WAL does not.
+    #[test]
+    fn a_failed_autocheckpoint_after_a_durable_commit_is_a_commit() {
+        assert!(committed_despite(
+            "TransactionContext Error: Transaction COMMIT succeeded and is durable, but the \
+             autocheckpoint failed. Reopen the database instance to recover. Could not write \
+             file \"x.duckdb\": No space left on device"
+        ));
+        assert!(!committed_despite(
+            "TransactionContext Error: Failed to commit: Could not write file \"x.duckdb.wal\": \
+             No space left on device"
+        ));
+    }
 }
