@@ -20,10 +20,10 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
 
-use crate::engine::plugin_exec::{KeepAlive, PluginExec, keep_alive_stream, labelled};
+use crate::engine::plugin_exec::{
+    KeepAlive, PluginExec, keep_alive_stream, labelled, labelled_stream,
+};
 use crate::library::load::LoadedLibrary;
 
 /// An engine served by a loaded library.
@@ -149,10 +149,8 @@ impl SqlEngine for PluginAccelerator {
             .execute_sql(context, sql, schema)
             .await
             .map_err(|e| labelled(&label, e))?;
-        let schema = stream.schema();
-        let stream = stream.map(move |batch| batch.map_err(|e| labelled(&label, e)));
         Ok(keep_alive_stream(
-            Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+            labelled_stream(stream, label),
             Arc::clone(&self.library) as KeepAlive,
         ))
     }

@@ -63,6 +63,16 @@ pub fn labelled(label: &str, error: DataFusionError) -> DataFusionError {
     ))
 }
 
+/// `stream` with every error labelled with `label` (see [`labelled`]).
+pub fn labelled_stream(
+    stream: SendableRecordBatchStream,
+    label: Arc<str>,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    let stream = stream.map(move |batch| batch.map_err(|e| labelled(&label, e)));
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
 impl fmt::Debug for PluginExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginExec")
@@ -165,11 +175,8 @@ impl ExecutionPlan for PluginExec {
             .inner
             .execute(partition, context)
             .map_err(|e| labelled(label, e))?;
-        let schema = stream.schema();
-        let label = Arc::clone(label);
-        let stream = stream.map(move |batch| batch.map_err(|e| labelled(&label, e)));
         Ok(keep_alive_stream(
-            Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+            labelled_stream(stream, Arc::clone(label)),
             Arc::clone(&self.keep_alive),
         ))
     }

@@ -1,11 +1,12 @@
-//! Step 4 of the pipeline: the engine registry. Built-in engines (from the `linkme` slice) and
+//! The engine registry. Built-in engines (from the `linkme` slice) and
 //! loaded plugins, behind one `Arc<dyn DataAccelerator>` each, with their origin and version.
 //! Nothing above the registry knows where an engine came from.
 //!
 //! A plugin engine may be loaded in several versions at once, each a **generation** (its own
 //! copy of its library): tables choose among them by their `engine_version` pin (default: the
 //! highest), a reload adds generations while the host serves, and a generation that no table
-//! uses any more is retired (its `shutdown` called; its code stays mapped, see `load`).
+//! uses any more is retired (its `shutdown` called; its code stays mapped, see
+//! `library::load`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -274,13 +275,17 @@ impl EngineRegistry {
         *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = records;
     }
 
-    /// The records of refused libraries that concern engine `name`, one per line (empty when
-    /// there are none).
+    /// For an error about a missing engine `name`: `; libraries of `name` that were not
+    /// loaded:` and their records, one per line — empty when no record concerns it.
     pub fn refused_about(&self, name: &str) -> String {
-        records_about(
+        let records = records_about(
             &self.refused.lock().unwrap_or_else(|e| e.into_inner()),
             name,
-        )
+        );
+        if records.is_empty() {
+            return records;
+        }
+        format!("; libraries of `{name}` that were not loaded:{records}")
     }
 
     pub fn names(&self) -> Vec<String> {

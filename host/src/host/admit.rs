@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::engine::plugin::PluginAccelerator;
 use crate::engine::registry::{EngineRegistry, Origin, RegisteredEngine};
 use crate::host::HostOptions;
-use crate::library::discover::{PLUGIN_PATH_VAR, discover, plugin_dirs};
+use crate::library::discover::discover;
 use crate::library::fingerprint::{FileIdentity, Fingerprint};
 use crate::library::load::load;
 use crate::library::trace::{LibraryRecord, Stage};
@@ -40,12 +40,7 @@ enum Outcome {
 
 /// Every library in the plugin directories that is not loaded yet, through the pipeline.
 pub fn admit_libraries(registry: &EngineRegistry, options: &HostOptions) -> Admitted {
-    let var = options
-        .use_plugin_path_var
-        .then(|| std::env::var(PLUGIN_PATH_VAR).ok())
-        .flatten();
-    let dirs = plugin_dirs(&options.plugin_dirs, var.as_deref());
-    let found = discover(&dirs);
+    let found = discover(&options.search_dirs());
     let mut admitted = Admitted {
         searched: found.searched,
         records: found

@@ -30,6 +30,7 @@ use datafusion::sql::parser::DFParser;
 
 use crate::engine::registry::{EngineRegistry, Origin};
 use crate::federation::{FederationSwitch, federation_setting};
+use crate::library::discover::{PLUGIN_PATH_VAR, plugin_dirs};
 use crate::library::trace::LibraryRecord;
 use crate::library::trust::PermissionPolicy;
 use crate::table::factory::EngineTables;
@@ -50,6 +51,18 @@ pub struct HostOptions {
     pub permission_policy: PermissionPolicy,
     /// Longest an engine's `init` may take before table creation fails.
     pub init_timeout: Duration,
+}
+
+impl HostOptions {
+    /// The plugin directories to search, in order: the explicit ones, then
+    /// `ACCEL_PLUGIN_PATH`'s when it is used.
+    pub fn search_dirs(&self) -> Vec<PathBuf> {
+        let var = self
+            .use_plugin_path_var
+            .then(|| std::env::var(PLUGIN_PATH_VAR).ok())
+            .flatten();
+        plugin_dirs(&self.plugin_dirs, var.as_deref())
+    }
 }
 
 impl Default for HostOptions {
@@ -216,11 +229,6 @@ impl Host {
         };
         let name = cmd.file_type.to_lowercase();
         let refused = self.registry.refused_about(&name);
-        let refused = if refused.is_empty() {
-            String::new()
-        } else {
-            format!("; libraries of `{name}` that were not loaded:{refused}")
-        };
         Err(DataFusionError::Plan(format!(
             "no engine named `{name}`: engines loaded: {}; plugin directories searched: \
              {searched}{refused}",

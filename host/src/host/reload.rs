@@ -1,13 +1,16 @@
 //! Reload, while serving: admission runs again for the libraries that are new or changed (by
-//! content hash); each new generation then takes over the tables whose
-//! `engine_version` pin allows it (see `table::hand_over` for how), and generations that no table
+//! content hash); then every table moves to the generation its `engine_version` pin chooses
+//! now, when that is newer (see `table::hand_over` for how), and generations that no table
 //! uses any more — and that are not the newest of their engine — are retired: `shutdown` is
-//! called and their resident memory reported. Libraries are never unloaded (see `load`).
+//! called, their runtime threads stopped and their resident memory reported. Libraries are
+//! never unloaded (see `library::load`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use accel_plugin_api::embedded::canonical;
 
 use crate::engine::plugin::PluginAccelerator;
 use crate::engine::registry::{Origin, RegisteredEngine};
@@ -15,7 +18,7 @@ use crate::host::Host;
 use crate::host::admit::admit_libraries;
 use crate::library::trace::LibraryRecord;
 use crate::table::factory::factory;
-use crate::table::hand_over::{hand_over, same_file_key};
+use crate::table::hand_over::hand_over;
 use crate::table::managed::ManagedTable;
 
 /// What a reload did, line by line.
@@ -168,7 +171,7 @@ impl Host {
             }
             let key = if table.is_file_mode() {
                 match table.file() {
-                    Some(file) => Some(same_file_key(&file)),
+                    Some(file) => Some(canonical(&file)),
                     None => {
                         if upgrade {
                             report.kept.push(format!(

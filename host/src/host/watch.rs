@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::host::Host;
 use crate::host::reload::ReloadReport;
-use crate::library::discover::{PLUGIN_PATH_VAR, discover, plugin_dirs};
+use crate::library::discover::discover;
 
 /// How a watcher learns of changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,12 +141,7 @@ async fn poll(
 }
 
 fn watched_dirs(host: &Host) -> Vec<PathBuf> {
-    let options = host.options();
-    let var = options
-        .use_plugin_path_var
-        .then(|| std::env::var(PLUGIN_PATH_VAR).ok())
-        .flatten();
-    plugin_dirs(&options.plugin_dirs, var.as_deref())
+    host.options().search_dirs()
 }
 
 /// Every candidate library with its size and modification time.

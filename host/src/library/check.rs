@@ -1,4 +1,4 @@
-//! Step 2 of the pipeline: read an engine library's metadata record from the file and decide
+//! Step 4 of the library pipeline: read an engine library's metadata record from the file and decide
 //! whether this host can load it — without executing any of the library's code.
 //!
 //! The file is parsed as an object file (ELF, Mach-O or PE): it must be a shared library for

@@ -1,4 +1,4 @@
-//! Step 1 of the pipeline: find candidate engine libraries in the plugin directories.
+//! Step 1 of the library pipeline (see the folder's doc): find candidate engine libraries in the plugin directories.
 //!
 //! Search order: the directories given with `--plugin-dir`, in order, then the entries of
 //! `ACCEL_PLUGIN_PATH` (colon-separated). Only regular files whose name ends in the platform's

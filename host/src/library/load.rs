@@ -1,4 +1,5 @@
-//! Step 3 of the pipeline: open a checked library and obtain its engine.
+//! Steps 2 and 6 of the library pipeline: pin a file under a private name, and open a
+//! checked library and obtain its engine.
 //!
 //! Policy, enforced here:
 //! - a library is opened under a **unique private name** (one per load, a "generation"; a hard

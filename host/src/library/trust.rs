@@ -1,4 +1,4 @@
-//! Part of step 2 (check): whether a plugin file may be loaded at all, before its contents are
+//! Step 3 of the library pipeline: whether a plugin file may be loaded at all, before its contents are
 //! looked at.
 //!
 //! Policy, enforced here:

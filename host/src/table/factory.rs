@@ -18,8 +18,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{CreateExternalTable, col};
 
 use crate::engine::registry::{EngineRegistry, RegisteredEngine};
-use crate::table::hand_over::same_file_key;
 use crate::table::managed::ManagedTable;
+use accel_plugin_api::embedded::canonical;
 
 /// `LOCATION` value that selects memory mode.
 pub const MEMORY_LOCATION: &str = ":memory:";
@@ -133,7 +133,7 @@ impl EngineTableFactory {
         let AccelerationLayout::File(file) = chosen.accelerator.acceleration_layout(source) else {
             return Ok(chosen);
         };
-        let key = same_file_key(&file);
+        let key = canonical(&file);
         for table in self.shared.tables.all() {
             if table.engine != self.name || !table.is_file_mode() {
                 continue;
@@ -141,7 +141,7 @@ impl EngineTableFactory {
             let Some(theirs) = table.file() else {
                 continue;
             };
-            if same_file_key(&theirs) != key {
+            if canonical(&theirs) != key {
                 continue;
             }
             let Some(holder) = table.current_generation() else {
@@ -181,11 +181,6 @@ impl EngineTableFactory {
             .collect();
         let name = &self.name;
         let refused = self.shared.registry.refused_about(name);
-        let refused = if refused.is_empty() {
-            String::new()
-        } else {
-            format!("; libraries of `{name}` that were not loaded:{refused}")
-        };
         plan_err!(
             "the table needs engine `{name}` {}, but the loaded generations are: {}; install a \
              matching engine library or change engine_version{refused}",

@@ -6,7 +6,6 @@
 //! - **memory mode**: the new generation's table is created and the rows copied across before
 //!   the switch; on any failure the table stays where it was.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -191,27 +190,9 @@ async fn reopen_files(
     Err(report)
 }
 
-/// One key per file, whatever the spelling of its path: the canonical path of the file, or,
-/// for a file not created yet, the canonical path of its directory joined with its name.
-pub fn same_file_key(file: &std::path::Path) -> PathBuf {
-    if let Ok(canonical) = std::fs::canonicalize(file) {
-        return canonical;
-    }
-    match (file.parent(), file.file_name()) {
-        (Some(dir), Some(name)) => std::fs::canonicalize(if dir.as_os_str().is_empty() {
-            std::path::Path::new(".")
-        } else {
-            dir
-        })
-        .map(|dir| dir.join(name))
-        .unwrap_or_else(|_| file.to_owned()),
-        _ => file.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use accel_plugin_api::embedded::canonical;
 
     #[test]
     fn spellings_of_one_file_share_a_key() {
@@ -221,14 +202,11 @@ mod tests {
         let dotted = dir.path().join(".").join("x.duckdb");
         let link = dir.path().join("link.duckdb");
         std::os::unix::fs::symlink(&file, &link).unwrap();
-        let key = same_file_key(&file);
-        assert_eq!(same_file_key(&dotted), key);
-        assert_eq!(same_file_key(&link), key);
+        let key = canonical(&file);
+        assert_eq!(canonical(&dotted), key);
+        assert_eq!(canonical(&link), key);
         let missing = dir.path().join("sub/../y.duckdb");
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        assert_eq!(
-            same_file_key(&missing),
-            same_file_key(&dir.path().join("y.duckdb"))
-        );
+        assert_eq!(canonical(&missing), canonical(&dir.path().join("y.duckdb")));
     }
 }

@@ -197,20 +197,9 @@ impl ManagedTable {
         }
     }
 
-    /// The file the table is stored in, for file-mode tables.
+    /// The file the table is stored in, for file-mode tables (`None` during a hand-over).
     pub fn file(&self) -> Option<std::path::PathBuf> {
-        if self.source.mode != Mode::File {
-            return None;
-        }
-        let current = self.current.try_read().ok()?;
-        match current
-            .generation
-            .accelerator
-            .acceleration_layout(&self.source)
-        {
-            AccelerationLayout::File(path) => Some(path),
-            _ => None,
-        }
+        self.file_of(&self.current.try_read().ok()?.generation)
     }
 
     pub fn is_file_mode(&self) -> bool {
