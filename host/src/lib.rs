@@ -12,16 +12,22 @@
 //! 4. [`federation`] — whole subplans run inside engines that execute SQL;
 //! 5. [`host`] — admission (library pipeline + registry), the session, reload, watch: the
 //!    parts run together as a [`Host`];
-//! 6. [`cli`] — the `accel` command line.
+//! 6. [`config`] — `accel.yaml` read into typed datasets (depends on nothing above);
+//!    [`source`] — a dataset's source as a table provider (depends on `config` only);
+//! 7. [`dataset`] — datasets accelerated in engines and kept fresh, status tables;
+//! 8. [`cli`] — the `accel` command line.
 //!
 //! See `ARCHITECTURE.md` at the repository root for the path of a query and the boundary's
 //! rules.
 
 pub mod cli;
+pub mod config;
+pub mod dataset;
 pub mod engine;
 pub mod federation;
 pub mod host;
 pub mod library;
+pub mod source;
 pub mod table;
 
 pub use host::{Host, HostOptions, StartupReport};

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use accel_host::cli::commands;
 use accel_host::cli::output::Format;
+use accel_host::config::{CONFIG_VAR, Config};
+use accel_host::dataset::Datasets;
 use accel_host::library::trust::PermissionPolicy;
 use accel_host::{Host, HostOptions};
 use clap::{Parser, Subcommand};
@@ -22,9 +24,15 @@ struct Cli {
     #[arg(long = "plugin-dir", value_name = "DIR", global = true)]
     plugin_dirs: Vec<PathBuf>,
 
-    /// Where engines keep files of tables created without an explicit file.
-    #[arg(long, value_name = "DIR", default_value = "accel-data", global = true)]
-    data_dir: PathBuf,
+    /// The datasets to accelerate (accel.yaml); its plugin_dirs are searched after
+    /// --plugin-dir.
+    #[arg(long, value_name = "FILE", env = CONFIG_VAR, global = true)]
+    config: Option<PathBuf>,
+
+    /// Where engines keep files of tables created without an explicit file [default: the
+    /// config's data_dir, else accel-data].
+    #[arg(long, value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
 
     /// Load plugin files even when they or their directory are writable by others or owned by
     /// another user (an allow-list lock file still applies).
@@ -89,7 +97,28 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
-    /// Interactive SQL prompt with history; `\reload` loads new engine libraries.
+    /// The config's datasets: status, rows, last and next refresh (as `accel.datasets`).
+    Datasets {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Refresh one dataset of the config now and print what it did.
+    Refresh {
+        /// The dataset's name.
+        name: String,
+    },
+    /// Load the config's datasets and keep refreshing them until SIGTERM or Ctrl-C.
+    Serve {
+        /// Reload when a library is added to, replaced in or removed from a plugin directory.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds a running refresh may take to finish at shutdown.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        shutdown_timeout: u64,
+    },
+    /// Interactive SQL prompt with history; `\reload` loads new engine libraries, `\refresh
+    /// NAME` refreshes a dataset.
     Shell {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -137,10 +166,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    commands::init_logging(matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Refresh { .. }
+    ));
+    let config = match cli.config.as_deref().map(Config::load).transpose() {
+        Ok(config) => config,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut plugin_dirs = cli.plugin_dirs.clone();
+    plugin_dirs.extend(config.iter().flat_map(|c| c.plugin_dirs.clone()));
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.data_dir.clone()))
+        .unwrap_or_else(|| PathBuf::from("accel-data"));
     let options = HostOptions {
-        plugin_dirs: cli.plugin_dirs.clone(),
+        plugin_dirs,
         use_plugin_path_var: true,
-        data_dir: cli.data_dir.clone(),
+        data_dir,
         permission_policy: if cli.allow_untrusted_plugins {
             PermissionPolicy::AllowUntrusted
         } else {
@@ -155,6 +202,28 @@ fn main() -> ExitCode {
         }
     }
     runtime.block_on(async {
+        let uses_datasets = matches!(
+            cli.command,
+            Command::Sql { .. }
+                | Command::Shell { .. }
+                | Command::Datasets { .. }
+                | Command::Refresh { .. }
+                | Command::Serve { .. }
+        );
+        let datasets = match Datasets::start(
+            std::sync::Arc::clone(&host),
+            config.as_ref().filter(|_| uses_datasets),
+        ) {
+            Ok(datasets) => datasets,
+            Err(e) => {
+                eprintln!("error: cannot start the datasets: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let waits_for_loads = !matches!(cli.command, Command::Serve { .. });
+        if uses_datasets && waits_for_loads {
+            commands::wait_for_loads(&datasets).await;
+        }
         let code = match cli.command {
             Command::Sql { statements, format } => {
                 // Ctrl-C stops the statements; the engines are still shut down (files
@@ -169,11 +238,28 @@ fn main() -> ExitCode {
             }
             Command::Engines { verbose } => commands::engines(&host, verbose).await,
             Command::Snapshot { create, dest } => commands::snapshot(&host, &create, &dest).await,
-            Command::Shell { format, watch } => commands::shell(&host, format, watch).await,
+            Command::Shell { format, watch } => {
+                commands::shell(&host, &datasets, format, watch).await
+            }
+            Command::Datasets { format } => commands::datasets(&host, format).await,
+            Command::Refresh { name } => commands::refresh(&datasets, &name).await,
+            Command::Serve {
+                watch,
+                shutdown_timeout,
+            } => {
+                commands::serve(
+                    &host,
+                    &datasets,
+                    watch,
+                    Duration::from_secs(shutdown_timeout),
+                )
+                .await
+            }
             Command::CheckPlugin { .. } | Command::Plugin { .. } | Command::NewEngine { .. } => {
                 unreachable!("handled before start-up")
             }
         };
+        datasets.shutdown(Duration::from_secs(60)).await;
         for failure in host.shutdown().await {
             eprintln!("warning: {failure}");
         }

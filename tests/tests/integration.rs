@@ -5,6 +5,7 @@
 mod integration {
     mod cli;
     pub mod common;
+    mod datasets;
     mod duckdb_writes;
     mod edge_values;
     mod federation;

@@ -1,6 +1,6 @@
 //! The `accel` subcommands.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::Host;
 use crate::cli::output::{Format, render};
+use crate::dataset::Datasets;
 use crate::library::check::{CheckError, mismatches, read_metadata};
 
 /// `accel sql`: runs the statements, prints the last result.
@@ -118,7 +119,12 @@ pub fn check_plugin(file: &Path) -> ExitCode {
 /// `accel shell`: reads statements (ending in `;`) until end of input or `\q`; `\reload`
 /// loads new engine libraries, `\engines` lists the generations; with `watch`, plugin
 /// directory changes reload by themselves.
-pub async fn shell(host: &Arc<Host>, format: Format, watch: bool) -> ExitCode {
+pub async fn shell(
+    host: &Arc<Host>,
+    datasets: &Arc<Datasets>,
+    format: Format,
+    watch: bool,
+) -> ExitCode {
     let watcher = watch.then(|| {
         let watcher =
             crate::host::watch::watch(Arc::clone(host), Duration::from_secs(1), |report| {
@@ -165,6 +171,16 @@ pub async fn shell(host: &Arc<Host>, format: Format, watch: bool) -> ExitCode {
         }
         if pending.is_empty() && trimmed == "\\reload" {
             eprint!("{}", host.reload().await);
+            continue;
+        }
+        if pending.is_empty() && trimmed == "\\datasets" {
+            let _ = datasets_command(host, format).await;
+            continue;
+        }
+        if pending.is_empty()
+            && let Some(name) = trimmed.strip_prefix("\\refresh")
+        {
+            let _ = refresh(datasets, name.trim()).await;
             continue;
         }
         if pending.is_empty() && trimmed == "\\engines" {
@@ -270,5 +286,122 @@ pub async fn snapshot(host: &Host, create: &str, dest: &Path) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log lines go to stderr: `info` for long-running commands, warnings only otherwise;
+/// `ACCEL_LOG` (e.g. `debug`, `accel_host=debug`) overrides.
+pub fn init_logging(long_running: bool) {
+    let default = if long_running { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ACCEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Waits for every dataset's first load (with progress on stderr) and reports the failures.
+pub async fn wait_for_loads(datasets: &Arc<Datasets>) {
+    if datasets.all().is_empty() {
+        return;
+    }
+    let reporter = crate::cli::progress::spawn_reporter(Arc::clone(datasets));
+    datasets.wait_loaded(Duration::from_secs(24 * 3600)).await;
+    reporter.abort();
+    for dataset in datasets.all() {
+        if let Some(error) = dataset.status().last_error {
+            eprintln!("error: dataset `{}` not loaded: {error}", dataset.name);
+        }
+    }
+}
+
+/// The status query behind `accel datasets` and the shell's `\datasets`.
+const DATASETS_QUERY: &str = "SELECT name, source, engine, engine_version, mode, refresh_mode, \
+     status, rows, last_refresh_end, last_refresh_duration_ms, next_refresh, last_error \
+     FROM accel.datasets";
+
+/// `accel datasets`: one row per dataset, from `accel.datasets`.
+pub async fn datasets(host: &Host, format: Format) -> ExitCode {
+    datasets_command(host, format).await
+}
+
+async fn datasets_command(host: &Host, format: Format) -> ExitCode {
+    let outcome = host
+        .sql(DATASETS_QUERY)
+        .await
+        .and_then(|batches| render(&batches, format));
+    match outcome {
+        Ok(text) => print_out(&text),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `accel refresh NAME` (and the shell's `\refresh NAME`).
+pub async fn refresh(datasets: &Datasets, name: &str) -> ExitCode {
+    if name.is_empty() {
+        eprintln!("error: name the dataset to refresh, e.g. \\refresh trips");
+        return ExitCode::FAILURE;
+    }
+    match datasets.refresh(name).await {
+        Ok(summary) => print_out(&format!(
+            "refreshed `{name}` ({} refresh): {} rows written, {} rows held",
+            summary.mode, summary.rows_written, summary.rows_held
+        )),
+        Err(e) => {
+            eprintln!("error: refresh of `{name}` failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `accel serve`: datasets loaded and refreshed until SIGTERM or Ctrl-C.
+pub async fn serve(
+    host: &Arc<Host>,
+    datasets: &Arc<Datasets>,
+    watch: bool,
+    shutdown_timeout: Duration,
+) -> ExitCode {
+    let watcher = watch.then(|| {
+        crate::host::watch::watch(Arc::clone(host), Duration::from_secs(1), |report| {
+            tracing::info!("{}", report.to_string().trim_end())
+        })
+    });
+    let reporter = crate::cli::progress::spawn_reporter(Arc::clone(datasets));
+    tracing::info!(
+        datasets = datasets.all().len(),
+        engines = %host.registry.names().join(", "),
+        "serving; SIGTERM or Ctrl-C stops"
+    );
+    let stopped = stop_signal().await;
+    tracing::info!("{stopped}: stopping the refreshes");
+    reporter.abort();
+    if let Some(watcher) = watcher {
+        watcher.task.abort();
+    }
+    datasets.shutdown(shutdown_timeout).await;
+    tracing::info!("refreshes stopped; shutting the engines down");
+    ExitCode::SUCCESS
+}
+
+/// Waits for SIGTERM or Ctrl-C and says which came.
+async fn stop_signal() -> &'static str {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                eprintln!("warning: cannot listen for SIGTERM ({e}); Ctrl-C still stops");
+                let _ = tokio::signal::ctrl_c().await;
+                return "interrupted";
+            }
+        };
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "interrupted",
     }
 }

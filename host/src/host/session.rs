@@ -1,10 +1,14 @@
 //! The DataFusion session a host serves SQL on: information schema on, one table factory per
-//! engine name (`STORED AS <engine>`), subplan pushdown installed with its session switch.
+//! engine name (`STORED AS <engine>`), subplan pushdown installed with its session switch, and
+//! no cache of file listings (DataFusion's keeps a directory's listing forever by default, so
+//! a file table would never see a file added after its first query).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::federation::{self, FederationSwitch};
@@ -19,6 +23,7 @@ pub fn session_context(tables: &Arc<EngineTables>) -> SessionContext {
     let mut builder = federation::install(
         SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime_without_listing_cache())
             .with_default_features(),
         switch,
     );
@@ -27,4 +32,12 @@ pub fn session_context(tables: &Arc<EngineTables>) -> SessionContext {
         factories.insert(name.to_uppercase(), factory(tables, &name));
     }
     SessionContext::new_with_state(builder.build())
+}
+
+/// DataFusion's runtime defaults, without the file-listing cache.
+pub fn runtime_without_listing_cache() -> Arc<RuntimeEnv> {
+    RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .build_arc()
+        .unwrap_or_default()
 }

@@ -1,7 +1,12 @@
 //! Writing into a DuckDB table: the input streams as Arrow batches into DuckDB's appender,
-//! inside one transaction (with the old rows deleted first for an overwrite; through a staging
-//! table merged on the primary key when the table has `on_conflict`), so an insert is
-//! all or nothing and readers see the table before or after it.
+//! inside one transaction (through a staging table merged on the primary key when the table
+//! has `on_conflict`), so an insert is all or nothing and readers see the table before or
+//! after it.
+//!
+//! An overwrite fills a new table and swaps it in (drop, rename, indexes again) in that
+//! transaction. Deleting every row and appending in one transaction is not enough: DuckDB (seen
+//! with 1.2.0 and 1.4.2) lets a concurrent reader see the deleted rows and the new ones at
+//! once, e.g. twice the rows, until the commit.
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use accel_plugin_api::embedded::{BatchReceiver, write_from_stream};
 
 use crate::arrow_bridge::to_duckdb;
 use crate::database::{Database, duck_error};
+use crate::table::table_ddl;
 use crate::types::quote_ident;
 use accel_plugin_api::embedded::keys::{ConflictAction, TableKeys};
 
@@ -70,37 +76,90 @@ impl DataSink for DuckDbSink {
             .iter()
             .map(|f| f.name().clone())
             .collect();
+        let schema = Arc::clone(&self.schema);
         write_from_stream(data, move |input| {
-            write(&database, &table, &columns, &keys, overwrite, input)
+            if overwrite {
+                replace(&database, &table, &schema, &columns, &keys, input)
+            } else {
+                write(&database, &table, &columns, &keys, input)
+            }
         })
         .await
     }
 }
 
-/// One transaction: the old rows deleted for an overwrite, the input appended (or merged on the
-/// key), committed only if the whole input arrived.
+/// One transaction: the input appended (or merged on the key), committed only if the whole
+/// input arrived.
 fn write(
     database: &Database,
     table: &str,
     columns: &[String],
     keys: &TableKeys,
-    overwrite: bool,
     input: &mut BatchReceiver,
+) -> Result<u64> {
+    in_transaction(database, table, keys, |conn| {
+        insert(conn, table, columns, keys, input)
+    })
+}
+
+/// One transaction: the input written into a new table like `table`, which then replaces it.
+fn replace(
+    database: &Database,
+    table: &str,
+    schema: &SchemaRef,
+    columns: &[String],
+    keys: &TableKeys,
+    input: &mut BatchReceiver,
+) -> Result<u64> {
+    static REPLACEMENTS: AtomicU64 = AtomicU64::new(0);
+    let next = format!(
+        "__accel_next_{}",
+        REPLACEMENTS.fetch_add(1, Ordering::Relaxed)
+    );
+    in_transaction(database, table, keys, |conn| {
+        conn.execute_batch(&table_ddl(&next, schema, keys)?)
+            .map_err(|e| duck_error("creating the replacement table", e))?;
+        let rows = insert(conn, &next, columns, keys, input)?;
+        conn.execute_batch(&format!(
+            "DROP TABLE {0}; ALTER TABLE {1} RENAME TO {0}",
+            quote_ident(table),
+            quote_ident(&next)
+        ))
+        .map_err(|e| duck_error("swapping in the new rows", e))?;
+        for index in &keys.indexes {
+            conn.execute_batch(&index.create_sql(table))
+                .map_err(|e| duck_error(&format!("creating index {}", index.name(table)), e))?;
+        }
+        Ok(rows)
+    })
+}
+
+/// The input appended to `table`, or merged on its key.
+fn insert(
+    conn: &duckdb::Connection,
+    table: &str,
+    columns: &[String],
+    keys: &TableKeys,
+    input: &mut BatchReceiver,
+) -> Result<u64> {
+    match &keys.on_conflict {
+        None => append(conn, table, input)
+            .map_err(|e| keys.explain_duplicate(e, table, is_key_violation)),
+        Some(action) => merge(conn, table, columns, keys, action, input),
+    }
+}
+
+/// Runs `work` in one transaction, committed if it succeeds and rolled back otherwise.
+fn in_transaction(
+    database: &Database,
+    table: &str,
+    keys: &TableKeys,
+    work: impl FnOnce(&duckdb::Connection) -> Result<u64>,
 ) -> Result<u64> {
     let conn = database.connect()?;
     conn.execute_batch("BEGIN TRANSACTION")
         .map_err(|e| duck_error("starting an insert", e))?;
-    let written = (|| -> Result<u64> {
-        if overwrite {
-            conn.execute_batch(&format!("DELETE FROM {}", quote_ident(table)))
-                .map_err(|e| duck_error("overwriting", e))?;
-        }
-        match &keys.on_conflict {
-            None => append(&conn, table, input)
-                .map_err(|e| keys.explain_duplicate(e, table, is_key_violation)),
-            Some(action) => merge(&conn, table, columns, keys, action, input),
-        }
-    })();
+    let written = work(&conn);
     match written {
         Ok(rows) => match conn.execute_batch("COMMIT") {
             Ok(()) => Ok(rows),

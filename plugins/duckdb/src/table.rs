@@ -62,22 +62,7 @@ impl DuckDbTable {
         constraints: Constraints,
         keys: TableKeys,
     ) -> Result<Self> {
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| column_definition(f))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| DataFusionError::Plan(format!("table `{name}`: {e}")))?;
-        let mut columns = columns;
-        if !keys.primary_key.is_empty() {
-            let key: Vec<String> = keys.primary_key.iter().map(|c| quote_ident(c)).collect();
-            columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
-        }
-        let ddl = format!(
-            "CREATE TABLE {} ({})",
-            quote_ident(name),
-            columns.join(", ")
-        );
+        let ddl = table_ddl(name, &schema, &keys)?;
         let conn = database.connect()?;
         let existing = table_columns(&conn, name)?;
         if existing.is_empty() {
@@ -113,6 +98,25 @@ impl DuckDbTable {
             keys,
         })
     }
+}
+
+/// `CREATE TABLE name (…)` with `schema`'s columns and the primary key of `keys`.
+pub fn table_ddl(name: &str, schema: &Schema, keys: &TableKeys) -> Result<String> {
+    let mut columns = schema
+        .fields()
+        .iter()
+        .map(|f| column_definition(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| DataFusionError::Plan(format!("table `{name}`: {e}")))?;
+    if !keys.primary_key.is_empty() {
+        let key: Vec<String> = keys.primary_key.iter().map(|c| quote_ident(c)).collect();
+        columns.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    Ok(format!(
+        "CREATE TABLE {} ({})",
+        quote_ident(name),
+        columns.join(", ")
+    ))
 }
 
 /// `(name, DuckDB type)` of each column of `table`, empty when it does not exist.

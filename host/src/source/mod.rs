@@ -1,0 +1,30 @@
+//! Sources: where a dataset's rows come from, opened as a DataFusion `TableProvider` the
+//! refresh reads through — files with DataFusion's own listing tables ([`file`]), PostgreSQL
+//! tables (see the datasets issue's notes for the state of that connector).
+//!
+//! Owns turning a dataset's `from` and `params` into a table provider, with secrets resolved
+//! only here. Depends on [`crate::config`]; must not depend on engines, tables, the host or
+//! the CLI: a source knows nothing about where its rows go.
+
+pub mod file;
+
+use std::sync::Arc;
+
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::{DataFusionError, Result};
+
+use crate::config::{DatasetSpec, SourceSpec};
+
+/// Opens the source of `spec` for one read (a refresh, or a query of a dataset that is not
+/// accelerated). Files are listed again at each call, so new files matching a directory or
+/// a glob are picked up.
+pub async fn open(spec: &DatasetSpec, state: &dyn Session) -> Result<Arc<dyn TableProvider>> {
+    match &spec.from {
+        SourceSpec::File { path } => file::open(path, &spec.params, state).await,
+        SourceSpec::Postgres { .. } => Err(DataFusionError::Plan(format!(
+            "dataset `{}`: the postgres connector is not available in this build; use a \
+             `file:` source",
+            spec.name
+        ))),
+    }
+}
