@@ -116,7 +116,7 @@ fn replace(
         "__accel_next_{}",
         REPLACEMENTS.fetch_add(1, Ordering::Relaxed)
     );
-    in_transaction(database, table, keys, |conn| {
+    let rows = in_transaction(database, table, keys, |conn| {
         conn.execute_batch(&table_ddl(&next, schema, keys)?)
             .map_err(|e| duck_error("creating the replacement table", e))?;
         let rows = insert(conn, &next, columns, keys, input)?;
@@ -131,7 +131,16 @@ fn replace(
                 .map_err(|e| duck_error(&format!("creating index {}", index.name(table)), e))?;
         }
         Ok(rows)
-    })
+    })?;
+    // The replaced table's blocks become reusable only at a checkpoint, while the new rows were
+    // written to fresh blocks: without one, every overwrite grows the file by the table's size.
+    // Best effort: DuckDB refuses while another transaction writes, and checkpoints later.
+    if database.path().is_some()
+        && let Ok(conn) = database.connect()
+    {
+        let _ = conn.execute_batch("CHECKPOINT");
+    }
+    Ok(rows)
 }
 
 /// The input appended to `table`, or merged on its key.

@@ -602,3 +602,38 @@ fn serve_keeps_refreshing_until_sigterm_then_exits_cleanly() {
     assert!(output.status.success(), "exit 0 after SIGTERM: {log}");
     assert!(log.contains("SIGTERM: stopping the refreshes"), "{log}");
 }
+
+/// Repeated full refreshes of a DuckDB file keep it bounded: each overwrite replaces a table,
+/// and the space of the dropped one is reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_full_refreshes_keep_a_duckdb_file_bounded() {
+    let plugins = plugin_dir_with_both_engines();
+    let dir = tempfile::tempdir().unwrap();
+    write_parquet(
+        &dir.path().join("rows.parquet"),
+        "SELECT value AS id, value * 2 AS twice, 'row ' || value AS label FROM generate_series(1, 300000)",
+    )
+    .await;
+    let yaml = "datasets:\n  - from: file:rows.parquet\n    name: rows\n    acceleration:\n      engine: duckdb\n      mode: file\n";
+    let running = Running::start(plugins.path(), dir.path(), yaml).await;
+    let file = dir.path().join("data").join("rows.duckdb");
+    let size = || {
+        let wal = std::fs::metadata(file.with_extension("duckdb.wal")).map_or(0, |m| m.len());
+        std::fs::metadata(&file).unwrap().len() + wal
+    };
+    let after_first = size();
+    let mut sizes = Vec::new();
+    for _ in 0..20 {
+        running.datasets.refresh("rows").await.unwrap();
+        sizes.push(size());
+    }
+    assert_eq!(running.query("SELECT count(*) FROM rows").await, vec!["| 300000   |"]);
+    running.stop().await;
+    let after_all = std::fs::metadata(&file).unwrap().len();
+    eprintln!("duckdb file + wal after the first load: {after_first} bytes; after each of 20 full refreshes: {sizes:?}; after shutdown: {after_all}");
+    let largest = sizes.iter().copied().max().unwrap();
+    assert!(
+        largest <= 3 * after_first.max(1 << 20),
+        "file grew from {after_first} to {largest} bytes over 20 refreshes: {sizes:?}"
+    );
+}
