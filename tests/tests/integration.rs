@@ -16,6 +16,7 @@ mod integration {
     mod keys;
     mod out_of_tree;
     mod panics;
+    mod postgres_source;
     mod pushdown;
     mod sqlite;
 }

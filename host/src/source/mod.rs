@@ -1,17 +1,18 @@
 //! Sources: where a dataset's rows come from, opened as a DataFusion `TableProvider` the
 //! refresh reads through — files with DataFusion's own listing tables ([`file`]), PostgreSQL
-//! tables (see the datasets issue's notes for the state of that connector).
+//! tables over the wire protocol ([`postgres`]).
 //!
 //! Owns turning a dataset's `from` and `params` into a table provider, with secrets resolved
 //! only here. Depends on [`crate::config`]; must not depend on engines, tables, the host or
 //! the CLI: a source knows nothing about where its rows go.
 
 pub mod file;
+pub mod postgres;
 
 use std::sync::Arc;
 
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 
 use crate::config::{DatasetSpec, SourceSpec};
 
@@ -21,10 +22,8 @@ use crate::config::{DatasetSpec, SourceSpec};
 pub async fn open(spec: &DatasetSpec, state: &dyn Session) -> Result<Arc<dyn TableProvider>> {
     match &spec.from {
         SourceSpec::File { path } => file::open(path, &spec.params, state).await,
-        SourceSpec::Postgres { .. } => Err(DataFusionError::Plan(format!(
-            "dataset `{}`: the postgres connector is not available in this build; use a \
-             `file:` source",
-            spec.name
-        ))),
+        SourceSpec::Postgres { schema, table } => {
+            postgres::open(schema.as_deref(), table, &spec.params).await
+        }
     }
 }

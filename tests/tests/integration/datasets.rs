@@ -627,10 +627,15 @@ async fn twenty_full_refreshes_keep_a_duckdb_file_bounded() {
         running.datasets.refresh("rows").await.unwrap();
         sizes.push(size());
     }
-    assert_eq!(running.query("SELECT count(*) FROM rows").await, vec!["| 300000   |"]);
+    assert_eq!(
+        running.query("SELECT count(*) FROM rows").await,
+        vec!["| 300000   |"]
+    );
     running.stop().await;
     let after_all = std::fs::metadata(&file).unwrap().len();
-    eprintln!("duckdb file + wal after the first load: {after_first} bytes; after each of 20 full refreshes: {sizes:?}; after shutdown: {after_all}");
+    eprintln!(
+        "duckdb file + wal after the first load: {after_first} bytes; after each of 20 full refreshes: {sizes:?}; after shutdown: {after_all}"
+    );
     let largest = sizes.iter().copied().max().unwrap();
     assert!(
         largest <= 3 * after_first.max(1 << 20),
