@@ -405,8 +405,52 @@ async fn run(rows: u64) {
         swap.as_secs_f64() * 1e3
     ));
 
+    // Datasets: a full refresh of the parquet file into a DuckDB file-mode dataset, vs DuckDB's
+    // own CREATE TABLE … AS SELECT * FROM read_parquet(…) (python duckdb); an append of 1 %
+    // new rows vs that full refresh.
+    let refreshes = dataset_refreshes(work.path(), &parquet, rows).await;
+    match python_duckdb_ctas(&parquet, work.path()) {
+        Some((ctas, ctas_peak)) => {
+            figures.push(Figure {
+                name: "full refresh of the parquet file into a DuckDB file dataset".into(),
+                accel: refreshes.full,
+                baseline_name: "DuckDB CREATE TABLE AS read_parquet (python duckdb)",
+                baseline: ctas,
+                goal: "<= 1.5x",
+            });
+            notes.push(format!(
+                "python duckdb's CREATE TABLE AS: peak RSS of its process {}",
+                mb(ctas_peak)
+            ));
+        }
+        None => notes.push(
+            "no python3 with duckdb (pip install duckdb): the CREATE TABLE AS baseline was \
+             skipped"
+                .into(),
+        ),
+    }
+    figures.push(Figure {
+        name: format!("append refresh of {} new rows (1 %)", rows / 100),
+        accel: refreshes.append,
+        baseline_name: "full refresh of the same dataset",
+        baseline: refreshes.full,
+        goal: "<= 0.1x",
+    });
+    notes.push(format!(
+        "peak RSS of this process during a full refresh: {} ({} above its resident size before); \
+         during the append: {} ({} above); the source as Arrow is about {}",
+        mb(refreshes.full_peak),
+        mb(refreshes.full_peak.saturating_sub(refreshes.full_before)),
+        mb(refreshes.append_peak),
+        mb(refreshes
+            .append_peak
+            .saturating_sub(refreshes.append_before)),
+        mb(refreshes.source_bytes)
+    ));
+
     println!(
-        "\nrows: {rows}; median of {RUNS} runs (start-up: 3, ingest: 1); {} cores\n",
+        "\nrows: {rows}; median of {RUNS} runs (start-up: 3, ingest: 1, full refresh: 3, \
+         append: 1); {} cores\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("| figure | accel | baseline | ratio | goal |");
@@ -494,4 +538,133 @@ async fn hot_swap(work: &Path, rows: u64) -> (Duration, usize, usize) {
         failed.load(Ordering::SeqCst),
         answered.load(Ordering::SeqCst),
     )
+}
+
+/// Timings and peak memory of dataset refreshes.
+struct Refreshes {
+    full: Duration,
+    full_before: u64,
+    full_peak: u64,
+    append: Duration,
+    append_before: u64,
+    append_peak: u64,
+    source_bytes: u64,
+}
+
+/// Resets the process's peak resident size to its current one (Linux: `clear_refs` 5).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident size since the last reset (`VmHWM`), in bytes.
+fn peak_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+async fn dataset_refreshes(work: &Path, parquet: &Path, rows: u64) -> Refreshes {
+    use accel_host::config::Config;
+    use accel_host::dataset::Datasets;
+    let dir = work.join("datasets");
+    let sources = dir.join("sources");
+    std::fs::create_dir_all(&sources).unwrap();
+    std::fs::copy(parquet, sources.join("part-0.parquet")).unwrap();
+    let yaml = "datasets:\n  - from: file:sources/*.parquet\n    name: full\n    acceleration:\n      engine: duckdb\n      mode: file\n  - from: file:sources/*.parquet\n    name: appended\n    time_column: i\n    acceleration:\n      engine: duckdb\n      mode: file\n      refresh_mode: append\n";
+    std::fs::write(dir.join("accel.yaml"), yaml).unwrap();
+    let config = Config::load(&dir.join("accel.yaml")).unwrap();
+    let plugins = work.join("plugins");
+    let host = Arc::new(Host::start(&HostOptions {
+        plugin_dirs: vec![plugins],
+        use_plugin_path_var: false,
+        data_dir: dir.join("data"),
+        ..HostOptions::default()
+    }));
+    let datasets = Datasets::start(Arc::clone(&host), Some(&config)).unwrap();
+    assert!(datasets.wait_loaded(Duration::from_secs(3600)).await);
+    let source_bytes: u64 = host
+        .sql("SELECT * FROM full LIMIT 100000")
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum::<u64>()
+        * rows.div_ceil(100_000);
+    let full_before = resident_bytes();
+    reset_peak();
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        datasets.refresh("full").await.unwrap();
+        times.push(start.elapsed());
+    }
+    let full_peak = peak_bytes();
+    times.sort();
+    // 1 % new rows in a new file: the append reads the rows past the newest held.
+    let ctx = SessionContext::new();
+    ctx.sql(&format!(
+        "COPY (SELECT i + {rows} AS i, f, s, day, flag FROM '{}' WHERE i <= {}) TO '{}' \
+         STORED AS PARQUET",
+        parquet.display(),
+        rows / 100,
+        sources.join("part-1.parquet").display()
+    ))
+    .await
+    .unwrap()
+    .collect()
+    .await
+    .unwrap();
+    let append_before = resident_bytes();
+    reset_peak();
+    let start = Instant::now();
+    let appended = datasets.refresh("appended").await.unwrap();
+    let append = start.elapsed();
+    let append_peak = peak_bytes();
+    assert_eq!(appended.rows_written, rows / 100);
+    datasets.shutdown(Duration::from_secs(600)).await;
+    host.shutdown().await;
+    Refreshes {
+        full: times[1],
+        full_before,
+        full_peak,
+        append,
+        append_before,
+        append_peak,
+        source_bytes,
+    }
+}
+
+/// Median of 3 `CREATE OR REPLACE TABLE t AS SELECT * FROM read_parquet(…)` in python duckdb
+/// on a file database, and the peak RSS of that process; `None` without python duckdb.
+fn python_duckdb_ctas(parquet: &Path, work: &Path) -> Option<(Duration, u64)> {
+    let database = work.join("ctas.duckdb");
+    let script = format!(
+        "import duckdb, time, resource\n\
+         con = duckdb.connect('{}')\n\
+         times = []\n\
+         for _ in range(3):\n    \
+             t = time.perf_counter()\n    \
+             con.execute(\"CREATE OR REPLACE TABLE t AS SELECT * FROM read_parquet('{}')\")\n    \
+             times.append(time.perf_counter() - t)\n\
+         times.sort()\n\
+         print(times[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n",
+        database.display(),
+        parquet.display()
+    );
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut words = text.split_whitespace();
+    let seconds: f64 = words.next()?.parse().ok()?;
+    let peak_kb: u64 = words.next()?.parse().ok()?;
+    Some((Duration::from_secs_f64(seconds), peak_kb * 1024))
 }

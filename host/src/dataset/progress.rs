@@ -1,5 +1,6 @@
 //! Progress of a running refresh: rows and bytes read from the source so far, counted by a
-//! pass-through plan node on the refresh's input, read by the status table and the progress
+//! pass-through plan node on the refresh's input, and the rows expected when the source's
+//! statistics know them exactly (parquet files do); read by the status table and the progress
 //! reporter (a bar on a terminal, periodic log lines otherwise).
 
 use std::fmt;
@@ -20,6 +21,8 @@ use futures::StreamExt;
 pub struct Progress {
     rows: AtomicU64,
     bytes: AtomicU64,
+    /// Rows the source will yield, when its statistics say so exactly (0: unknown).
+    expected_rows: AtomicU64,
     started: Instant,
 }
 
@@ -28,6 +31,7 @@ impl Default for Progress {
         Self {
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            expected_rows: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -39,6 +43,8 @@ pub struct ProgressReading {
     pub rows: u64,
     /// Arrow bytes read (in memory, not on disk).
     pub bytes: u64,
+    /// Rows expected in all, when known.
+    pub expected_rows: Option<u64>,
     pub seconds: f64,
 }
 
@@ -54,10 +60,17 @@ impl ProgressReading {
 
 impl fmt::Display for ProgressReading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} rows", self.rows)?;
+        if let Some(expected) = self.expected_rows.filter(|e| *e > 0) {
+            write!(
+                f,
+                " of {expected} ({:.0}%)",
+                100.0 * self.rows.min(expected) as f64 / expected as f64
+            )?;
+        }
         write!(
             f,
-            "{} rows, {:.1} MiB in {:.1}s ({:.0} rows/s)",
-            self.rows,
+            ", {:.1} MiB in {:.1}s ({:.0} rows/s)",
             self.bytes as f64 / (1024.0 * 1024.0),
             self.seconds,
             self.rows_per_second()
@@ -66,10 +79,17 @@ impl fmt::Display for ProgressReading {
 }
 
 impl Progress {
+    /// Sets the rows the source will yield in all.
+    pub fn expect_rows(&self, rows: u64) {
+        self.expected_rows.store(rows, Ordering::Relaxed);
+    }
+
     pub fn read(&self) -> ProgressReading {
+        let expected = self.expected_rows.load(Ordering::Relaxed);
         ProgressReading {
             rows: self.rows.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            expected_rows: (expected > 0).then_some(expected),
             seconds: self.started.elapsed().as_secs_f64(),
         }
     }
@@ -145,5 +165,26 @@ impl ExecutionPlan for CountingExec {
             batch
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, counted)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reading_shows_the_share_done_when_the_total_is_known() {
+        let progress = Progress::default();
+        progress.rows.store(250, Ordering::Relaxed);
+        progress.bytes.store(3 * 1024 * 1024, Ordering::Relaxed);
+        let unknown = progress.read().to_string();
+        assert!(unknown.starts_with("250 rows, 3.0 MiB in "), "{unknown}");
+        progress.expect_rows(1000);
+        let known = progress.read().to_string();
+        assert!(
+            known.starts_with("250 rows of 1000 (25%), 3.0 MiB in "),
+            "{known}"
+        );
+        assert_eq!(progress.read().expected_rows, Some(1000));
     }
 }

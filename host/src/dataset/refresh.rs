@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
+use datafusion::common::stats::Precision;
 use datafusion::common::{JoinType, ScalarValue, TableReference};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::functions::datetime::expr_fn::{now, to_timestamp};
@@ -25,6 +26,7 @@ use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{ExprFunctionExt, col, lit};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, collect};
 use datafusion::prelude::{DataFrame, Expr, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue as Scalar;
@@ -137,6 +139,9 @@ pub async fn refresh(
         if plan.output_partitioning().partition_count() > 1 {
             plan = Arc::new(CoalescePartitionsExec::new(plan));
         }
+        if let Some(rows) = exact_rows(plan.as_ref()) {
+            progress.expect_rows(rows);
+        }
         let counted: Arc<dyn ExecutionPlan> = Arc::new(CountingExec::new(plan, progress));
         let insert = table.insert_into(&state, counted, op).await?;
         let batches = collect(insert, session.task_ctx()).await?;
@@ -149,6 +154,17 @@ pub async fn refresh(
         rows_written: written,
         rows_held,
     })
+}
+
+/// The rows `plan` yields, when its statistics know them exactly (parquet files do).
+fn exact_rows(plan: &dyn ExecutionPlan) -> Option<u64> {
+    let statistics = StatisticsContext::new()
+        .compute(plan, &StatisticsArgs::new())
+        .ok()?;
+    match statistics.num_rows {
+        Precision::Exact(rows) => Some(rows as u64),
+        _ => None,
+    }
 }
 
 /// The source rows cast to the accelerated table's column types (a source whose columns

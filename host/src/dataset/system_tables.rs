@@ -139,6 +139,7 @@ fn datasets_schema() -> SchemaRef {
         Field::new("failures", DataType::UInt64, false),
         Field::new("progress_rows", DataType::UInt64, true),
         Field::new("progress_bytes", DataType::UInt64, true),
+        Field::new("progress_expected_rows", DataType::UInt64, true),
     ]))
 }
 
@@ -180,6 +181,12 @@ async fn datasets_batch(datasets: &Datasets) -> Result<RecordBatch> {
         number(&|r| Some(r.status.failures)),
         number(&|r| r.status.progress.as_ref().map(|p| p.read().rows)),
         number(&|r| r.status.progress.as_ref().map(|p| p.read().bytes)),
+        number(&|r| {
+            r.status
+                .progress
+                .as_ref()
+                .and_then(|p| p.read().expected_rows)
+        }),
     ];
     Ok(RecordBatch::try_new(datasets_schema(), columns)?)
 }
