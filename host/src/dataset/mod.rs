@@ -37,7 +37,7 @@ pub use refresh::RefreshSummary;
 pub use status::{DatasetState, DatasetStatus};
 
 /// What a refresh request waits for: the summary, or the error as text.
-type RefreshWaiter = oneshot::Sender<std::result::Result<RefreshSummary, String>>;
+pub(crate) type RefreshWaiter = oneshot::Sender<std::result::Result<RefreshSummary, String>>;
 
 /// One declared dataset.
 pub struct Dataset {
@@ -118,8 +118,13 @@ impl Dataset {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(sender);
-        // Full: a wake-up is already queued, and it will serve this request too.
-        let _ = self.wake.try_send(());
+        // Full: a wake-up is already queued, and it will serve this request too. Closed: the
+        // task has ended (shutdown), nothing will answer the requests left.
+        if let Err(mpsc::error::TrySendError::Closed(())) = self.wake.try_send(()) {
+            for waiter in self.take_waiters() {
+                let _ = waiter.send(Err("accel is shutting down".to_owned()));
+            }
+        }
         Ok(receiver)
     }
 

@@ -126,8 +126,8 @@ pub async fn refresh(
                 .unwrap_or_default();
             let bound = time.not_before(lit(newest), overlap);
             let incoming = incoming.filter(bound.clone())?;
-            let held = session.table(HELD).await?.filter(bound)?;
-            (not_held(spec, incoming, held)?, InsertOp::Append)
+            let held = session.table(HELD).await?;
+            (not_held(spec, incoming, held, bound)?, InsertOp::Append)
         }
         // Nothing held yet, or a full refresh: every source row, replacing what is held.
         _ => (incoming, InsertOp::Overwrite),
@@ -227,8 +227,14 @@ async fn newest_held(session: &SessionContext, column: &str) -> Result<Option<Sc
     Ok((!newest.is_null()).then_some(newest))
 }
 
-/// The incoming rows that the held window does not already have.
-fn not_held(spec: &DatasetSpec, incoming: DataFrame, held: DataFrame) -> Result<DataFrame> {
+/// The incoming rows the table does not already have: by key against every row held (a key
+/// is held once, wherever its time), else by whole rows against the held rows in the window.
+fn not_held(
+    spec: &DatasetSpec,
+    incoming: DataFrame,
+    held: DataFrame,
+    window: Expr,
+) -> Result<DataFrame> {
     let acceleration = spec.acceleration.as_ref();
     if acceleration.is_some_and(|a| !a.on_conflict.is_empty()) {
         // The engine resolves rows whose key it holds, as on_conflict says.
@@ -239,6 +245,7 @@ fn not_held(spec: &DatasetSpec, incoming: DataFrame, held: DataFrame) -> Result<
         let held_keys = held.select_columns(&key)?;
         return incoming.join(held_keys, JoinType::LeftAnti, &key, &key, None);
     }
+    let held = held.filter(window)?;
     // Whole rows, with multiplicity: the n-th copy of a row is new only if the window holds
     // fewer than n copies of it.
     let columns: Vec<String> = incoming

@@ -77,6 +77,9 @@ pub async fn run(
         }
     }
     loop {
+        if *stop.borrow() {
+            break;
+        }
         let requested = match due {
             Some(at) => tokio::select! {
                 _ = stop.changed() => break,
@@ -91,8 +94,19 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        let waiters = dataset.take_waiters();
-        let outcome = with_retries(&dataset, &host, &spec, &mut table, &mut stop, requested).await;
+        // This refresh answers every request made so far: their wake-ups are spent.
+        while wake.try_recv().is_ok() {}
+        let mut waiters = dataset.take_waiters();
+        let outcome = with_retries(
+            &dataset,
+            &host,
+            &spec,
+            &mut table,
+            &mut stop,
+            &mut waiters,
+            requested,
+        )
+        .await;
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());
         }
@@ -170,13 +184,16 @@ fn serve(host: &Host, spec: &DatasetSpec, table: &Arc<dyn TableProvider>) -> Res
     Ok(())
 }
 
-/// Refreshes until it succeeds, retries run out, or the host stops.
+/// Refreshes until it succeeds, retries run out, or the host stops. Requests waiting are
+/// answered with the first failure (and those arriving during retries with the next), so a
+/// client never waits on a source that is down.
 async fn with_retries(
     dataset: &Dataset,
     host: &Host,
     spec: &DatasetSpec,
     table: &mut Option<Arc<dyn TableProvider>>,
     stop: &mut watch::Receiver<bool>,
+    waiters: &mut Vec<super::RefreshWaiter>,
     requested: bool,
 ) -> std::result::Result<RefreshSummary, String> {
     let acceleration = spec.acceleration.as_ref();
@@ -207,6 +224,10 @@ async fn with_retries(
                     s.failures += 1;
                     s.progress = None;
                 });
+                waiters.extend(dataset.take_waiters());
+                for waiter in waiters.drain(..) {
+                    let _ = waiter.send(Err(message.clone()));
+                }
                 let exhausted = !retry || max_attempts.is_some_and(|m| attempt >= m);
                 if exhausted {
                     return Err(message);
@@ -237,7 +258,6 @@ async fn refresh_once(
         s.last_refresh_start = Some(started);
         s.progress = Some(Arc::clone(&progress));
     });
-    let first_load = table.is_none();
     let accelerated = match table {
         Some(existing) => Arc::clone(existing),
         None => {
@@ -255,7 +275,11 @@ async fn refresh_once(
         &progress,
     )
     .await?;
-    if first_load {
+    // Served from its first successful load on (a load that failed left it unregistered).
+    if !host
+        .context()
+        .table_exist(TableReference::bare(spec.name.as_str()))?
+    {
         serve(host, spec, &accelerated)?;
     }
     let ended = SystemTime::now();

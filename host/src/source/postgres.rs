@@ -145,6 +145,8 @@ struct Column {
     data_type: DataType,
     /// Read through `::text` (numeric).
     as_text: bool,
+    /// PostgreSQL's type name (`text`, `bpchar`, …).
+    pg_type: String,
 }
 
 /// A PostgreSQL table as a DataFusion table.
@@ -212,6 +214,7 @@ pub async fn open(
             name,
             data_type,
             as_text,
+            pg_type: type_name,
         });
     }
     Ok(Arc::new(PostgresTable {
@@ -242,9 +245,10 @@ fn arrow_type(type_name: &str, modifier: i32) -> Option<(DataType, bool)> {
         )),
         "numeric" if modifier >= 4 => {
             let precision = ((modifier - 4) >> 16) & 0xffff;
-            let scale = (modifier - 4) & 0xffff;
-            (1..=38)
-                .contains(&precision)
+            // An 11-bit signed field: PostgreSQL 15 allows negative scales (and scales above
+            // the precision); neither has an exact reading here.
+            let scale = (((modifier - 4) & 0x7ff) ^ 1024) - 1024;
+            ((1..=38).contains(&precision) && (0..=precision).contains(&scale))
                 .then_some((DataType::Decimal128(precision as u8, scale as i8), true))
         }
         _ => None,
@@ -364,9 +368,13 @@ impl PostgresTable {
         };
         let declared = self.columns.iter().find(|c| c.name == column.name)?;
         let literal = literal_sql(&declared.data_type, value)?;
-        let ordered = !matches!(op, Operator::Eq | Operator::NotEq);
-        if ordered && declared.data_type == DataType::Utf8 {
-            return None; // PostgreSQL orders text by collation, DataFusion by bytes
+        // Text: only equality of text/varchar, where PostgreSQL keeps at least DataFusion's
+        // rows. It orders by collation (DataFusion by bytes), and `<>` would drop rows it
+        // deems equal (char padding, nondeterministic collations).
+        if declared.data_type == DataType::Utf8
+            && (op != Operator::Eq || !matches!(declared.pg_type.as_str(), "text" | "varchar"))
+        {
+            return None;
         }
         Some(format!("{} {op} {literal}", quote(&column.name)))
     }
@@ -629,6 +637,52 @@ mod tests {
         assert!(decimal_from_text("NaN", 2).is_err());
         assert!(decimal_from_text("1.234", 2).is_err());
         assert!(decimal_from_text("-", 2).is_err());
+    }
+
+    #[test]
+    fn numeric_modifiers_decode_precision_and_signed_scale() {
+        let modifier = |precision: i32, scale: i32| ((precision << 16) | (scale & 0x7ff)) + 4;
+        assert_eq!(
+            arrow_type("numeric", modifier(12, 2)),
+            Some((DataType::Decimal128(12, 2), true))
+        );
+        assert_eq!(arrow_type("numeric", modifier(10, -2)), None);
+        assert_eq!(arrow_type("numeric", modifier(2, 5)), None);
+        assert_eq!(arrow_type("numeric", modifier(39, 0)), None);
+        assert_eq!(arrow_type("numeric", -1), None);
+    }
+
+    #[test]
+    fn text_filters_go_to_the_server_only_as_equality_of_text() {
+        let column = |name: &str, pg_type: &str| Column {
+            name: name.to_owned(),
+            data_type: DataType::Utf8,
+            as_text: false,
+            pg_type: pg_type.to_owned(),
+        };
+        let table = PostgresTable {
+            connection: Connection::from_params(&BTreeMap::new()).unwrap(),
+            relation: "\"public\".\"t\"".to_owned(),
+            columns: vec![column("t", "text"), column("c", "bpchar")],
+            schema: Arc::new(Schema::new(vec![
+                Field::new("t", DataType::Utf8, true),
+                Field::new("c", DataType::Utf8, true),
+            ])),
+        };
+        let compare = |name: &str, op: Operator| {
+            Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(datafusion::logical_expr::col(name)),
+                op,
+                Box::new(datafusion::logical_expr::lit("abc")),
+            ))
+        };
+        assert_eq!(
+            table.filter_sql(&compare("t", Operator::Eq)),
+            Some("\"t\" = 'abc'".to_owned())
+        );
+        assert_eq!(table.filter_sql(&compare("t", Operator::NotEq)), None);
+        assert_eq!(table.filter_sql(&compare("t", Operator::Gt)), None);
+        assert_eq!(table.filter_sql(&compare("c", Operator::Eq)), None);
     }
 
     #[test]

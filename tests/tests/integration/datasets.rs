@@ -169,6 +169,14 @@ async fn a_value_the_engine_refuses_fails_the_load_and_nothing_half_loaded_is_se
         query.is_err(),
         "a dataset that never loaded is not served as empty"
     );
+    // The table exists in the engine (its first insert failed); once the source has values
+    // SQLite stores, the next refresh loads it and it is served.
+    write_parquet(&dir.path().join("edges.parquet"), &edge_rows(7, false)).await;
+    running.datasets.refresh("edges").await.unwrap();
+    assert_eq!(
+        running.query("SELECT count(*) FROM edges").await,
+        vec!["| 5        |"]
+    );
     running.stop().await;
 }
 
@@ -332,11 +340,20 @@ async fn a_failing_source_keeps_the_rows_held_and_the_next_refresh_recovers() {
             .await;
         assert_eq!(before.len(), 2);
         std::fs::remove_file(&source).unwrap();
+        // The request is answered by the first failure; the retry goes on behind it.
         let error = running.datasets.refresh("items").await.unwrap_err();
         assert!(error.contains("items.csv"), "{engine}: {error}");
-        let status = running.datasets.get("items").unwrap().status();
+        let dataset = running.datasets.get("items").unwrap();
+        for _ in 0..100 {
+            if dataset.status().failures >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let status = dataset.status();
         assert_eq!(status.state, DatasetState::Error);
-        assert_eq!(status.failures, 2, "{engine}: tried twice");
+        assert_eq!(status.failures, 2, "{engine}: tried twice, then no more");
         assert!(status.last_error.unwrap().contains("items.csv"));
         assert_eq!(
             running
@@ -360,6 +377,35 @@ async fn a_failing_source_keeps_the_rows_held_and_the_next_refresh_recovers() {
         assert_eq!(
             (status.state, status.last_error),
             (DatasetState::Ready, None)
+        );
+        running.stop().await;
+    }
+}
+
+/// A dataset whose source is missing at start-up is not served; a request while the source is
+/// down answers with the error at once (retries go on unlimited); once the source is back,
+/// the next refresh loads it and serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dataset_whose_first_load_failed_is_served_after_a_later_refresh_succeeds() {
+    let plugins = plugin_dir_with_both_engines();
+    for (engine, acceleration) in ENGINES {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "datasets:\n  - from: file:later.csv\n    name: later\n    acceleration:\n      {acceleration}\n"
+        );
+        let running = Running::start(plugins.path(), dir.path(), &yaml).await;
+        assert!(running.host.sql("SELECT * FROM later").await.is_err());
+        let request =
+            tokio::time::timeout(Duration::from_secs(30), running.datasets.refresh("later"))
+                .await
+                .expect("a request is answered while the source is down");
+        assert!(request.unwrap_err().contains("later.csv"), "{engine}");
+        std::fs::write(dir.path().join("later.csv"), "id\n1\n2\n").unwrap();
+        running.datasets.refresh("later").await.unwrap();
+        assert_eq!(
+            running.query("SELECT count(*) FROM later").await,
+            vec!["| 2        |"],
+            "{engine}"
         );
         running.stop().await;
     }
