@@ -174,7 +174,7 @@ pub async fn shell(
             continue;
         }
         if pending.is_empty() && trimmed == "\\datasets" {
-            let _ = datasets_command(host, format).await;
+            let _ = self::datasets(host, format).await;
             continue;
         }
         if pending.is_empty()
@@ -323,23 +323,9 @@ const DATASETS_QUERY: &str = "SELECT name, source, engine, engine_version, mode,
      status, rows, last_refresh_end, last_refresh_duration_ms, next_refresh, last_error \
      FROM accel.datasets";
 
-/// `accel datasets`: one row per dataset, from `accel.datasets`.
+/// `accel datasets` (and the shell's `\datasets`): one row per dataset, from `accel.datasets`.
 pub async fn datasets(host: &Host, format: Format) -> ExitCode {
-    datasets_command(host, format).await
-}
-
-async fn datasets_command(host: &Host, format: Format) -> ExitCode {
-    let outcome = host
-        .sql(DATASETS_QUERY)
-        .await
-        .and_then(|batches| render(&batches, format));
-    match outcome {
-        Ok(text) => print_out(&text),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    sql(host, DATASETS_QUERY, format).await
 }
 
 /// `accel refresh NAME` (and the shell's `\refresh NAME`).
