@@ -15,7 +15,8 @@
 //! 6. [`config`] — `accel.yaml` read into typed datasets (depends on nothing above);
 //!    [`source`] — a dataset's source as a table provider (depends on `config` only);
 //! 7. [`dataset`] — datasets accelerated in engines and kept fresh, status tables;
-//! 8. [`cli`] — the `accel` command line.
+//! 8. [`serve`] — the network front of `accel serve`: Flight SQL, HTTP, API key, metrics;
+//! 9. [`cli`] — the `accel` command line.
 //!
 //! See `ARCHITECTURE.md` at the repository root for the path of a query and the boundary's
 //! rules.
@@ -27,6 +28,7 @@ pub mod engine;
 pub mod federation;
 pub mod host;
 pub mod library;
+pub mod serve;
 pub mod source;
 pub mod table;
 

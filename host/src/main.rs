@@ -108,12 +108,31 @@ enum Command {
         /// The dataset's name.
         name: String,
     },
-    /// Load the config's datasets and keep refreshing them until SIGTERM or Ctrl-C.
+    /// Serve the config's datasets (and every engine table) over Arrow Flight SQL and HTTP,
+    /// refreshing them, until SIGTERM or Ctrl-C.
     Serve {
+        /// Arrow Flight SQL address.
+        #[arg(long, value_name = "ADDR", default_value = accel_host::serve::DEFAULT_FLIGHT_ADDR)]
+        flight: std::net::SocketAddr,
+        /// HTTP address (/v1/sql, /v1/datasets, /health, /metrics, ...).
+        #[arg(long, value_name = "ADDR", default_value = accel_host::serve::DEFAULT_HTTP_ADDR)]
+        http: std::net::SocketAddr,
+        /// Require `authorization: Bearer KEY` on every request (but GET /health).
+        #[arg(
+            long,
+            value_name = "KEY",
+            env = "ACCEL_API_KEY",
+            hide_env_values = true
+        )]
+        api_key: Option<String>,
+        /// Accept statements that write or change the catalog (INSERT, CREATE, DROP, SET...);
+        /// refused otherwise.
+        #[arg(long)]
+        allow_writes: bool,
         /// Reload when a library is added to, replaced in or removed from a plugin directory.
         #[arg(long)]
         watch: bool,
-        /// Seconds a running refresh may take to finish at shutdown.
+        /// Seconds requests in flight, then a running refresh, may take to finish at shutdown.
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         shutdown_timeout: u64,
     },
@@ -244,16 +263,21 @@ fn main() -> ExitCode {
             Command::Datasets { format } => commands::datasets(&host, format).await,
             Command::Refresh { name } => commands::refresh(&datasets, &name).await,
             Command::Serve {
+                flight,
+                http,
+                api_key,
+                allow_writes,
                 watch,
                 shutdown_timeout,
             } => {
-                commands::serve(
-                    &host,
-                    &datasets,
-                    watch,
-                    Duration::from_secs(shutdown_timeout),
-                )
-                .await
+                let options = accel_host::serve::ServeOptions {
+                    flight,
+                    http,
+                    api_key: accel_host::serve::auth::ApiKey::new(api_key.as_deref()),
+                    allow_writes,
+                    shutdown_timeout: Duration::from_secs(shutdown_timeout),
+                };
+                commands::serve(&host, &datasets, options, watch).await
             }
             Command::CheckPlugin { .. } | Command::Plugin { .. } | Command::NewEngine { .. } => {
                 unreachable!("handled before start-up")

@@ -346,12 +346,13 @@ pub async fn refresh(datasets: &Datasets, name: &str) -> ExitCode {
     }
 }
 
-/// `accel serve`: datasets loaded and refreshed until SIGTERM or Ctrl-C.
+/// `accel serve`: datasets loaded and refreshed, queried over Flight SQL and HTTP, until
+/// SIGTERM or Ctrl-C; then requests in flight finish (bounded) and refreshes stop.
 pub async fn serve(
     host: &Arc<Host>,
     datasets: &Arc<Datasets>,
+    options: crate::serve::ServeOptions,
     watch: bool,
-    shutdown_timeout: Duration,
 ) -> ExitCode {
     let watcher = watch.then(|| {
         crate::host::watch::watch(Arc::clone(host), Duration::from_secs(1), |report| {
@@ -359,17 +360,34 @@ pub async fn serve(
         })
     });
     let reporter = crate::cli::progress::spawn_reporter(Arc::clone(datasets));
-    tracing::info!(
-        datasets = datasets.all().len(),
-        engines = %host.registry.names().join(", "),
-        "serving; SIGTERM or Ctrl-C stops"
-    );
-    let stopped = stop_signal().await;
-    tracing::info!("{stopped}: stopping the refreshes");
+    let shutdown_timeout = options.shutdown_timeout;
+    let served = crate::serve::serve(
+        Arc::clone(host),
+        Arc::clone(datasets),
+        options,
+        |_| {
+            tracing::info!(
+                datasets = datasets.all().len(),
+                engines = %host.registry.names().join(", "),
+                "serving; SIGTERM or Ctrl-C stops"
+            )
+        },
+        async {
+            let stopped = stop_signal().await;
+            tracing::info!("{stopped}");
+        },
+    )
+    .await;
     reporter.abort();
     if let Some(watcher) = watcher {
         watcher.task.abort();
     }
+    if let Err(e) = served {
+        eprintln!("error: {e}");
+        datasets.shutdown(shutdown_timeout).await;
+        return ExitCode::FAILURE;
+    }
+    tracing::info!("stopping the refreshes");
     datasets.shutdown(shutdown_timeout).await;
     tracing::info!("refreshes stopped; shutting the engines down");
     ExitCode::SUCCESS
