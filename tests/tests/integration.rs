@@ -18,5 +18,6 @@ mod integration {
     mod panics;
     mod postgres_source;
     mod pushdown;
+    mod serve;
     mod sqlite;
 }

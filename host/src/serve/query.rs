@@ -92,7 +92,7 @@ impl Planned {
             .map_err(QueryError::from_datafusion)?
             .into_iter()
             .collect();
-        parameters.sort_by(|(a, _), (b, _)| placeholder_order(a).cmp(&placeholder_order(b)));
+        parameters.sort_by_key(|(id, _)| placeholder_order(id));
         Ok(parameters)
     }
 }

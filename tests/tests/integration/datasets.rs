@@ -64,7 +64,7 @@ impl Running {
 /// Writes a parquet file from a query (DataFusion's own writer), in place at once: written
 /// elsewhere under a `.parquet` name (so DataFusion writes one file, not a directory) and
 /// renamed over the file.
-async fn write_parquet(path: &Path, select: &str) {
+pub(super) async fn write_parquet(path: &Path, select: &str) {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let ctx = SessionContext::new();
     let temporary = std::env::temp_dir().join(format!(
@@ -86,7 +86,7 @@ async fn write_parquet(path: &Path, select: &str) {
 
 /// Rows with edge values: integer extremes, ±inf, NULLs, NUL bytes and non-ASCII text, far
 /// dates; with `nan`, also NaN and -0.0 (which SQLite cannot store: it refuses them).
-fn edge_rows(version: i64, nan: bool) -> String {
+pub(super) fn edge_rows(version: i64, nan: bool) -> String {
     let (nan, negative_zero) = if nan {
         ("'NaN'::double", "-0.0::double")
     } else {
