@@ -216,7 +216,7 @@ async fn run(rows: u64) {
         ));
     }
 
-    let host = Host::start(&options);
+    let host = Arc::new(Host::start(&options));
     assert!(
         host.report.problems.is_empty(),
         "{:?}",
@@ -394,6 +394,9 @@ async fn run(rows: u64) {
         baseline: memtable,
         goal: "<= 1.05x",
     });
+
+    // The server: the same statements over Arrow Flight SQL (loopback) vs in this process.
+    server_figures(&host, rows, &mut figures, &mut notes).await;
 
     // Hot swap: SQLite 0.1.0 -> 0.2.0 under four querying clients; from the library dropped in
     // the directory to the reload having moved the table.
@@ -604,7 +607,8 @@ async fn dataset_refreshes(work: &Path, parquet: &Path, rows: u64) -> Refreshes 
     let full_peak = peak_bytes();
     times.sort();
     // 1 % new rows in a new file: the append reads the rows past the newest held.
-    let ctx = SessionContext::new();
+    // Reads the file by its path in FROM.
+    let ctx = SessionContext::new().enable_url_table();
     ctx.sql(&format!(
         "COPY (SELECT i + {rows} AS i, f, s, day, flag FROM '{}' WHERE i <= {}) TO '{}' \
          STORED AS PARQUET",
@@ -667,4 +671,197 @@ fn python_duckdb_ctas(parquet: &Path, work: &Path) -> Option<(Duration, u64)> {
     let seconds: f64 = words.next()?.parse().ok()?;
     let peak_kb: u64 = words.next()?.parse().ok()?;
     Some((Duration::from_secs_f64(seconds), peak_kb * 1024))
+}
+
+/// Latencies of `total` statements run by `clients` concurrent clients, and the wall time.
+struct Load {
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Load {
+    fn percentile(&self, p: usize) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+    }
+
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+/// Runs `total` statements split over `clients` tasks; `run` answers one statement with its
+/// row count.
+async fn concurrent_load<F, Fut>(clients: usize, total: usize, run: F) -> Load
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = usize> + Send,
+{
+    let run = Arc::new(run);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let run = Arc::clone(&run);
+        let share = total / clients + usize::from(client < total % clients);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(share);
+            for _ in 0..share {
+                let started = Instant::now();
+                assert!(run(client).await > 0);
+                latencies.push(started.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    Load {
+        latencies,
+        wall: start.elapsed(),
+    }
+}
+
+async fn flight_rows(
+    client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    sql: &str,
+) -> usize {
+    use futures::TryStreamExt;
+    let info = client.execute(sql.to_owned(), None).await.unwrap();
+    let mut rows = 0;
+    for endpoint in info.endpoint {
+        let mut stream = client.do_get(endpoint.ticket.unwrap()).await.unwrap();
+        while let Some(batch) = stream.try_next().await.unwrap() {
+            rows += batch.num_rows();
+        }
+    }
+    rows
+}
+
+async fn local_rows(host: &Host, sql: &str) -> usize {
+    use futures::TryStreamExt;
+    let frame = host.context().sql(sql).await.unwrap();
+    let mut stream = frame.execute_stream().await.unwrap();
+    let mut rows = 0;
+    while let Some(batch) = stream.try_next().await.unwrap() {
+        rows += batch.num_rows();
+    }
+    rows
+}
+
+/// `accel serve`'s Flight SQL in this process on a loopback port: a point query and a
+/// federated aggregate with 1, 8 and 32 clients, and a whole-table result streamed, each next
+/// to the same statement run in process.
+async fn server_figures(
+    host: &Arc<Host>,
+    rows: u64,
+    figures: &mut Vec<Figure>,
+    notes: &mut Vec<String>,
+) {
+    let datasets = accel_host::dataset::Datasets::start(Arc::clone(host), None).unwrap();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(accel_host::serve::serve(
+        Arc::clone(host),
+        datasets,
+        accel_host::serve::ServeOptions {
+            flight: "127.0.0.1:0".parse().unwrap(),
+            http: "127.0.0.1:0".parse().unwrap(),
+            api_key: accel_host::serve::auth::ApiKey::new(None),
+            allow_writes: false,
+            shutdown_timeout: Duration::from_secs(10),
+        },
+        move |bound| {
+            let _ = bound_tx.send(bound);
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let bound = bound_rx.await.unwrap();
+    let endpoint = format!("http://{}", bound.flight);
+    let connect = move || {
+        let endpoint = endpoint.clone();
+        async move {
+            let channel = tonic::transport::Endpoint::from_shared(endpoint)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            arrow_flight::sql::client::FlightSqlServiceClient::new(channel)
+        }
+    };
+
+    let point = format!("SELECT s, f FROM d WHERE i = {}", rows / 2);
+    let aggregate = "SELECT flag, count(*) AS n, sum(f) AS total FROM d GROUP BY flag".to_owned();
+    for (label, sql, total) in [
+        ("point query", point, 96),
+        ("federated aggregate", aggregate, 32),
+    ] {
+        for clients in [1usize, 8, 32] {
+            let total = total.max(clients);
+            let mut pool = Vec::new();
+            for _ in 0..clients {
+                pool.push(tokio::sync::Mutex::new(connect().await));
+            }
+            let pool = Arc::new(pool);
+            let over_flight = {
+                let (pool, sql) = (Arc::clone(&pool), sql.clone());
+                concurrent_load(clients, total, move |client| {
+                    let (pool, sql) = (Arc::clone(&pool), sql.clone());
+                    async move { flight_rows(&mut *pool[client].lock().await, &sql).await }
+                })
+                .await
+            };
+            let in_process = {
+                let (host, sql) = (Arc::clone(host), sql.clone());
+                concurrent_load(clients, total, move |_| {
+                    let (host, sql) = (Arc::clone(&host), sql.clone());
+                    async move { local_rows(&host, &sql).await }
+                })
+                .await
+            };
+            figures.push(Figure {
+                name: format!("{label} over Flight SQL, {clients} client(s), p50"),
+                accel: over_flight.percentile(50),
+                baseline_name: "the same in process",
+                baseline: in_process.percentile(50),
+                goal: "protocol cost",
+            });
+            notes.push(format!(
+                "{label}, {clients} client(s), {total} statements: Flight SQL {:.0}/s, p50 {:.2} \
+                 ms, p99 {:.2} ms; in process {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+                over_flight.per_second(),
+                over_flight.percentile(50).as_secs_f64() * 1e3,
+                over_flight.percentile(99).as_secs_f64() * 1e3,
+                in_process.per_second(),
+                in_process.percentile(50).as_secs_f64() * 1e3,
+                in_process.percentile(99).as_secs_f64() * 1e3,
+            ));
+        }
+    }
+
+    let everything = "SELECT i, f FROM d";
+    let client = Arc::new(tokio::sync::Mutex::new(connect().await));
+    let streamed = median(|| {
+        let client = Arc::clone(&client);
+        async move {
+            let rows_streamed = flight_rows(&mut *client.lock().await, everything).await;
+            assert_eq!(rows_streamed as u64, rows)
+        }
+    })
+    .await;
+    let local =
+        median(|| async { assert_eq!(local_rows(host, everything).await as u64, rows) }).await;
+    figures.push(Figure {
+        name: format!("{rows} rows (i, f) streamed over Flight SQL"),
+        accel: streamed,
+        baseline_name: "streamed in process",
+        baseline: local,
+        goal: "protocol cost",
+    });
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
 }
