@@ -43,7 +43,11 @@ impl QueryError {
 
     /// Sorts a DataFusion error: mistakes in the statement are `Invalid`, the rest `Failed`.
     pub fn from_datafusion(error: DataFusionError) -> Self {
-        let message = plain_message(&error);
+        let message = match error.find_root() {
+            // `sql parser error: Expected: …, found: … at Line: 1, Column: 1`.
+            DataFusionError::SQL(parser, _) => parser.to_string(),
+            _ => plain_message(&error),
+        };
         match error.find_root() {
             DataFusionError::SQL(..)
             | DataFusionError::Plan(_)
