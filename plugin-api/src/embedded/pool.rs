@@ -26,6 +26,18 @@ pub trait Connector: Send + Sync + 'static {
         let _ = connection;
         None
     }
+
+    /// Whether the database must be opened again before the next connection: a fatal error
+    /// (seen by [`Self::recycle`]) made every connection of it unusable.
+    fn needs_reopen(&self) -> bool {
+        false
+    }
+
+    /// Opens the database again. Called only with no connection of the old one open (idle
+    /// ones discarded, the ones in use returned), so the file is never open twice.
+    fn reopen(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Stops the statement of one connection from another thread.
@@ -82,6 +94,10 @@ impl<C: Connector> ConnectionPool<C> {
         let deadline = Instant::now() + self.wait;
         let mut state = self.state();
         let connection = loop {
+            if self.connector.needs_reopen() {
+                state = self.reopen(state, deadline)?;
+                continue;
+            }
             if let Some(connection) = state.idle.pop() {
                 drop(state);
                 break connection;
@@ -125,6 +141,50 @@ impl<C: Connector> ConnectionPool<C> {
             pool: Arc::clone(self),
             lease,
         })
+    }
+
+    /// Closes every connection of a database a fatal error invalidated — the idle ones at
+    /// once, the ones in use once their users return them (their statements are interrupted)
+    /// — then has the connector open it again. Waits until `deadline`.
+    fn reopen<'a>(
+        &'a self,
+        mut state: std::sync::MutexGuard<'a, State<C::Connection>>,
+        deadline: Instant,
+    ) -> Result<std::sync::MutexGuard<'a, State<C::Connection>>> {
+        loop {
+            // Connections returned meanwhile went back to the idle list: close them too.
+            let idle = std::mem::take(&mut state.idle);
+            state.open -= idle.len();
+            drop(idle);
+            if state.open == 0 {
+                break;
+            }
+            for (_, interrupter) in &state.in_use {
+                if let Some(interrupt) = interrupter {
+                    interrupt();
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(DataFusionError::Execution(format!(
+                    "{} must be reopened after a fatal error, and {} of its connections are still in \
+                     use after {:?}; try again",
+                    self.connector.describe(),
+                    state.open,
+                    self.wait
+                )));
+            }
+            state = self
+                .returned
+                .wait_timeout(state, (deadline - now).min(Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        // Still needed: another caller may have reopened it meanwhile.
+        if self.connector.needs_reopen() {
+            self.connector.reopen()?;
+        }
+        Ok(state)
     }
 
     /// Interrupts the statement of every connection in use (each then fails and returns its
@@ -292,6 +352,73 @@ mod tests {
             error.contains("all 1 connections of test database")
                 && error.contains("raise engine_connection_pool_size"),
             "{error}"
+        );
+    }
+
+    /// A database that needs reopening after its second connection comes back.
+    #[derive(Default)]
+    struct Reopening {
+        opened: AtomicUsize,
+        generation: AtomicUsize,
+        poisoned: std::sync::atomic::AtomicBool,
+        reopened: AtomicUsize,
+    }
+
+    impl Connector for Reopening {
+        /// (generation, number)
+        type Connection = (usize, usize);
+        fn open(&self) -> Result<(usize, usize)> {
+            Ok((
+                self.generation.load(Ordering::SeqCst),
+                self.opened.fetch_add(1, Ordering::SeqCst),
+            ))
+        }
+        fn recycle(&self, connection: &(usize, usize)) -> bool {
+            if connection.1 == 1 {
+                self.poisoned.store(true, Ordering::SeqCst);
+                return false;
+            }
+            true
+        }
+        fn describe(&self) -> String {
+            "test database".into()
+        }
+        fn needs_reopen(&self) -> bool {
+            self.poisoned.load(Ordering::SeqCst)
+        }
+        fn reopen(&self) -> Result<()> {
+            self.reopened.fetch_add(1, Ordering::SeqCst);
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.poisoned.store(false, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_poisoned_database_is_reopened_once_every_old_connection_is_closed() {
+        let pool = ConnectionPool::new(Reopening::default(), 4, Duration::from_secs(5), "size");
+        let first = pool.get().unwrap();
+        let second = pool.get().unwrap();
+        let third = pool.get().unwrap();
+        drop(first); // idle, old generation
+        drop(second); // poisons the database
+        let waiter = {
+            let pool = Arc::clone(&pool);
+            std::thread::spawn(move || *pool.get().unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !waiter.is_finished(),
+            "no connection before the old one in use comes back"
+        );
+        drop(third);
+        let (generation, _) = waiter.join().unwrap();
+        assert_eq!(generation, 1, "a connection of the reopened database");
+        assert_eq!(pool.connector().reopened.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            pool.open_connections(),
+            1,
+            "the old idle connection was closed"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! file shares that file's single [`Database`], found through [`Databases`].
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,10 +41,22 @@ pub struct Database {
     options: OpenOptions,
 }
 
-/// Opens connections as clones of the database's root connection.
+/// Opens connections as clones of the database's root connection; after a fatal error
+/// ("database has been invalidated") it opens the file again.
 pub struct DuckDbConnector {
     root: Mutex<Connection>,
     describe: String,
+    /// The file and settings, to open it again; `None` in memory (nothing to reopen: the
+    /// rows are gone with the instance).
+    reopen_with: Option<(PathBuf, OpenOptions)>,
+    /// Set when a returned connection reports the database invalidated.
+    invalidated: AtomicBool,
+}
+
+/// DuckDB's words for a database instance that refuses every statement after a fatal error
+/// (e.g. a WAL write that failed on a full disk).
+fn invalidated(message: &str) -> bool {
+    message.contains("database has been invalidated")
 }
 
 impl Connector for DuckDbConnector {
@@ -64,8 +77,46 @@ impl Connector for DuckDbConnector {
     fn recycle(&self, connection: &Connection) -> bool {
         match connection.execute_batch("ROLLBACK") {
             Ok(()) => true,
-            Err(e) => e.to_string().contains("no transaction is active"),
+            Err(e) => {
+                let message = e.to_string();
+                if invalidated(&message) && self.reopen_with.is_some() {
+                    self.invalidated.store(true, Ordering::SeqCst);
+                }
+                message.contains("no transaction is active")
+            }
         }
+    }
+
+    fn needs_reopen(&self) -> bool {
+        self.invalidated.load(Ordering::SeqCst)
+    }
+
+    /// Every connection of the invalidated instance is closed by now; the root is the last
+    /// handle, replaced by a fresh open of the file (DuckDB replays its WAL: every commit that
+    /// returned is there).
+    fn reopen(&self) -> Result<()> {
+        let Some((path, options)) = &self.reopen_with else {
+            return Ok(());
+        };
+        let mut root = self.root.lock().unwrap_or_else(|e| e.into_inner());
+        // Close the old instance before opening the file again: it must never be open twice.
+        let closed = std::mem::replace(
+            &mut *root,
+            Connection::open_in_memory().map_err(|e| duck_error("reopening", e))?,
+        );
+        drop(closed);
+        *root = Connection::open_with_flags(path, config(options)?).map_err(|e| {
+            duck_error(
+                &format!("reopening {} after a fatal error", path.display()),
+                e,
+            )
+        })?;
+        self.invalidated.store(false, Ordering::SeqCst);
+        eprintln!(
+            "duckdb: {} was invalidated by a fatal error and has been reopened",
+            path.display()
+        );
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -133,6 +184,8 @@ impl Database {
         let connector = DuckDbConnector {
             root: Mutex::new(root),
             describe,
+            reopen_with: path.clone().map(|p| (p, options.clone())),
+            invalidated: AtomicBool::new(false),
         };
         Arc::new(Self {
             context: context_name(path.as_deref()),
@@ -274,5 +327,78 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 0, "the abandoned insert was rolled back");
         assert_eq!(db.pool.open_connections(), 1);
+    }
+
+    /// Unmounts a test's tmpfs however the test ends.
+    struct Unmount(PathBuf);
+
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    /// A checkpoint that fails on a full disk is a FATAL error: DuckDB invalidates the
+    /// database, and every statement on it fails from then on. The next connection taken
+    /// after that opens the file again (its WAL replayed: every committed row is there).
+    /// Needs root to mount a tmpfs; says so and passes otherwise.
+    #[test]
+    fn a_database_invalidated_by_a_failed_checkpoint_is_reopened_with_every_committed_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = dir.path().join("small");
+        std::fs::create_dir(&small).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+            .arg(&small)
+            .output();
+        if !matches!(&mounted, Ok(out) if out.status.success()) {
+            println!("SKIPPED: cannot mount a tmpfs here (needs root): {mounted:?}");
+            return;
+        }
+        let _unmount = Unmount(small.clone());
+        std::fs::write(small.join("ballast"), vec![1u8; 2 << 20]).unwrap();
+        let db = Database::open_file(&small.join("t.duckdb"), &OpenOptions::default()).unwrap();
+        db.connect()
+            .unwrap()
+            .execute_batch("CREATE TABLE t (k BIGINT, pad VARCHAR)")
+            .unwrap();
+        let mut committed = 0_i64;
+        for round in 0..400_i64 {
+            let insert = format!(
+                "INSERT INTO t SELECT i + {0}, md5(CAST(i + {0} AS VARCHAR)) FROM range(1000) r(i)",
+                round * 1000
+            );
+            match db.connect().unwrap().execute_batch(&insert) {
+                Ok(()) => committed += 1000,
+                Err(_) => break,
+            }
+        }
+        assert!(committed > 0);
+        let failed = db
+            .checkpoint()
+            .expect_err("no space to checkpoint")
+            .to_string();
+        assert!(failed.contains("No space left"), "{failed}");
+        let invalidated = db.connect().unwrap().execute_batch("SELECT 1");
+        if let Err(e) = &invalidated {
+            assert!(invalidated_message(&e.to_string()), "{e}");
+        }
+        std::fs::remove_file(small.join("ballast")).unwrap();
+        let conn = db.connect().expect("reopened once space is back");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("the reopened database answers");
+        assert_eq!(rows, committed, "every committed row, from the WAL");
+        conn.execute_batch("INSERT INTO t VALUES (-1, 'after')")
+            .expect("and takes writes");
+        drop(conn);
+        db.checkpoint().expect("checkpoints with space back");
+    }
+
+    fn invalidated_message(message: &str) -> bool {
+        invalidated(message)
     }
 }

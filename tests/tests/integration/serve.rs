@@ -1200,3 +1200,105 @@ async fn sigterm_lets_running_queries_finish_then_the_next_start_serves_files_at
     );
     drop(stalled);
 }
+
+/// Inserts over HTTP into a DuckDB and a SQLite file table, and `kill -9` while they run: after
+/// a restart every insert that was answered 200 is in the file, and of the one cut off either
+/// all rows or none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_loses_no_committed_insert() {
+    let plugins = plugin_dir_with_both_engines();
+    let data = tempfile::tempdir().unwrap();
+    let global = [
+        "--plugin-dir",
+        plugins.path().to_str().unwrap(),
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ];
+    let creates: Vec<String> = ["duckdb", "sqlite"]
+        .iter()
+        .map(|engine| {
+            format!(
+                "CREATE EXTERNAL TABLE k_{engine} (i BIGINT) STORED AS {engine} LOCATION '{}'",
+                data.path().join(format!("k.{engine}")).display()
+            )
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let mut server = Server::start(&global, &["--allow-writes"]);
+    for create in &creates {
+        assert_eq!(
+            post_sql(&http, &server, "application/json", create)
+                .await
+                .status(),
+            200
+        );
+    }
+    let batch = 1000_i64;
+    let mut committed = [0_i64; 2];
+    let started = Instant::now();
+    let mut round = 0_i64;
+    loop {
+        let engine = ["duckdb", "sqlite"][(round % 2) as usize];
+        let insert = format!(
+            "INSERT INTO k_{engine} SELECT value + {} FROM generate_series(1, {batch})",
+            round * batch
+        );
+        if started.elapsed() > Duration::from_millis(1500) {
+            // The next insert is cut off by SIGKILL while it runs.
+            let pending = http.post(server.url("/v1/sql")).body(insert).send();
+            let kill = async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                server.child.kill().unwrap();
+            };
+            let (answer, ()) = tokio::join!(pending, kill);
+            if let Ok(response) = answer {
+                if response.status() == 200 && response.text().await.is_ok() {
+                    committed[(round % 2) as usize] += batch;
+                }
+            }
+            break;
+        }
+        let response = post_sql(&http, &server, "application/json", &insert).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        committed[(round % 2) as usize] += batch;
+        round += 1;
+        assert!(round < 100_000);
+    }
+    let _ = server.child.wait();
+    let cut_off = (round % 2) as usize;
+
+    let server = Server::start(&global, &["--allow-writes"]);
+    for (i, create) in creates.iter().enumerate() {
+        assert_eq!(
+            post_sql(&http, &server, "application/json", create)
+                .await
+                .status(),
+            200
+        );
+        let engine = ["duckdb", "sqlite"][i];
+        let response = post_sql(
+            &http,
+            &server,
+            "application/json",
+            &format!("SELECT count(*) AS n, count(DISTINCT i) AS d FROM k_{engine}"),
+        )
+        .await;
+        let answer: serde_json::Value = response.json().await.unwrap();
+        let (n, distinct) = (
+            answer[0]["n"].as_i64().unwrap(),
+            answer[0]["d"].as_i64().unwrap(),
+        );
+        assert_eq!(n, distinct, "{engine}: no row twice");
+        if i == cut_off {
+            assert!(
+                n == committed[i] || n == committed[i] + batch,
+                "{engine}: {n} rows after kill -9; {} were committed, the cut-off insert all or \
+                 nothing",
+                committed[i]
+            );
+        } else {
+            assert_eq!(n, committed[i], "{engine}: every committed insert");
+        }
+        assert!(committed[i] > 0);
+    }
+}
