@@ -1251,10 +1251,11 @@ async fn kill_9_loses_no_committed_insert() {
                 server.child.kill().unwrap();
             };
             let (answer, ()) = tokio::join!(pending, kill);
-            if let Ok(response) = answer {
-                if response.status() == 200 && response.text().await.is_ok() {
-                    committed[(round % 2) as usize] += batch;
-                }
+            if let Ok(response) = answer
+                && response.status() == 200
+                && response.text().await.is_ok()
+            {
+                committed[(round % 2) as usize] += batch;
             }
             break;
         }
