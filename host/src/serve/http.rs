@@ -18,9 +18,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{
+    DataType, FieldRef, Float16Type, Float32Type, Float64Type, SchemaRef,
+};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::json::writer::{
+    Encoder as JsonEncoder, EncoderFactory, EncoderOptions, NullableEncoder,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::RecordBatchStream;
 use futures::StreamExt;
@@ -196,6 +202,7 @@ impl Encoder {
                 }
                 let mut writer = datafusion::arrow::json::WriterBuilder::new()
                     .with_explicit_nulls(true)
+                    .with_encoder_factory(Arc::new(NonFiniteFloatsAsText))
                     .build::<_, datafusion::arrow::json::writer::LineDelimited>(Vec::new());
                 writer.write(batch)?;
                 writer.finish()?;
@@ -248,6 +255,91 @@ impl Encoder {
             Format::Text => unreachable!("text tables are written whole"),
         }
     }
+}
+
+/// JSON has no NaN or infinity, and arrow's writer turns them into `null` — which reads as a
+/// missing value. Floats are written here instead: finite ones as numbers (shortest form that
+/// reads back exactly), NaN and ±infinity as the strings `"NaN"`, `"Infinity"`, `"-Infinity"`.
+#[derive(Debug)]
+struct NonFiniteFloatsAsText;
+
+impl EncoderFactory for NonFiniteFloatsAsText {
+    fn make_default_encoder<'a>(
+        &self,
+        _field: &'a FieldRef,
+        array: &'a dyn Array,
+        _options: &'a EncoderOptions,
+    ) -> Result<Option<NullableEncoder<'a>>, ArrowError> {
+        let text: Box<dyn Fn(usize) -> String + 'a> = match array.data_type() {
+            DataType::Float64 => {
+                let values = array.as_primitive::<Float64Type>();
+                Box::new(move |i| float_json(values.value(i)))
+            }
+            DataType::Float32 => {
+                let values = array.as_primitive::<Float32Type>();
+                Box::new(move |i| float_json(values.value(i)))
+            }
+            DataType::Float16 => {
+                let values = array.as_primitive::<Float16Type>();
+                Box::new(move |i| float_json(values.value(i).to_f32()))
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(NullableEncoder::new(
+            Box::new(FloatEncoder(text)),
+            array.logical_nulls(),
+        )))
+    }
+}
+
+struct FloatEncoder<'a>(Box<dyn Fn(usize) -> String + 'a>);
+
+impl JsonEncoder for FloatEncoder<'_> {
+    fn encode(&mut self, index: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice((self.0)(index).as_bytes());
+    }
+}
+
+/// A float as JSON: `{:?}` is Rust's shortest exact form (`1.5`, `-0.0`, `1e300`), valid JSON.
+fn float_json<F: num_like::Float>(value: F) -> String {
+    if value.is_nan() {
+        "\"NaN\"".to_owned()
+    } else if value.is_infinite() {
+        if value.is_sign_negative() {
+            "\"-Infinity\"".to_owned()
+        } else {
+            "\"Infinity\"".to_owned()
+        }
+    } else {
+        format!("{value:?}")
+    }
+}
+
+/// The float operations [`float_json`] needs, for `f32` and `f64`.
+mod num_like {
+    pub trait Float: std::fmt::Debug + Copy {
+        fn is_nan(self) -> bool;
+        fn is_infinite(self) -> bool;
+        fn is_sign_negative(self) -> bool;
+    }
+
+    macro_rules! float {
+        ($t:ty) => {
+            impl Float for $t {
+                fn is_nan(self) -> bool {
+                    <$t>::is_nan(self)
+                }
+                fn is_infinite(self) -> bool {
+                    <$t>::is_infinite(self)
+                }
+                fn is_sign_negative(self) -> bool {
+                    <$t>::is_sign_negative(self)
+                }
+            }
+        };
+    }
+    float!(f32);
+    float!(f64);
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -526,6 +526,24 @@ async fn http_serves_every_endpoint_and_format() {
             "Arrow IPC rows of {table}"
         );
     }
+    // JSON has no NaN or infinity: they are written as strings, never as a null.
+    for table in ["edges_duckdb", "edges_arrow"] {
+        let response = post_sql(
+            &http,
+            &server,
+            "application/json",
+            &format!("SELECT f FROM {table} ORDER BY id"),
+        )
+        .await;
+        let served: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            served,
+            serde_json::json!([
+                {"f": "NaN"}, {"f": "Infinity"}, {"f": "-Infinity"}, {"f": -0.0}, {"f": null}
+            ]),
+            "{table}"
+        );
+    }
     // No Accept header: JSON; an empty result is an empty array.
     let response = http
         .post(server.url("/v1/sql"))
