@@ -171,8 +171,9 @@ impl Drop for GuardedTableProvider {
 /// An engine execution plan as exported to the host. What the host reads by reference (name,
 /// properties, children) is read once, when the plan is wrapped, so those calls never reach
 /// engine code; every other call of this plan, and dropping it (with what it caches), runs
-/// under a panic guard. (Its children are the engine's own plans, exported as they are: the
-/// engine's plan may rely on their types when it is given them back.)
+/// under a panic guard. Its children are exported wrapped the same way (a child's `execute`
+/// is engine code too); when the host hands children back (`replace_children`), wrapped ones
+/// are unwrapped first, so the engine's plan gets its own plan types back.
 #[derive(Debug)]
 pub struct GuardedExec {
     /// `None` only while the plan is being dropped.
@@ -205,6 +206,16 @@ impl GuardedExec {
                 return Err(panic_error(engine, "plan properties", payload));
             }
         };
+        let children = children
+            .into_iter()
+            .map(|child| {
+                if is_guarded(child.as_ref()) {
+                    Ok(child)
+                } else {
+                    Self::wrap(child, engine)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Arc::new(Self {
             inner: Some(inner),
             engine: Arc::clone(engine),
@@ -269,6 +280,12 @@ impl DisplayAs for GuardedExec {
     }
 }
 
+/// Whether `plan` is itself a wrapper (`is::<GuardedExec>()` would look through it: its
+/// downcast delegate is the engine's plan).
+fn is_guarded(plan: &dyn ExecutionPlan) -> bool {
+    (plan as &dyn Any).is::<GuardedExec>()
+}
+
 impl ExecutionPlan for GuardedExec {
     fn name(&self) -> &str {
         &self.name
@@ -299,6 +316,16 @@ impl ExecutionPlan for GuardedExec {
         options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let inner = Arc::clone(self.inner());
+        // Children this wrapper exported come back wrapped: the engine gets its own plans.
+        let children = children
+            .into_iter()
+            .map(
+                |child| match (child.as_ref() as &dyn Any).downcast_ref::<GuardedExec>() {
+                    Some(guarded) => Arc::clone(guarded.inner()),
+                    None => child,
+                },
+            )
+            .collect();
         let plan = self.guard("replace_children", || {
             inner.replace_children(children, options)
         })?;
@@ -390,5 +417,102 @@ impl Drop for GuardedStream {
 impl RecordBatchStream for GuardedStream {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::physical_expr::{EquivalenceProperties, Partitioning};
+    use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+
+    use super::*;
+
+    /// A plan of the engine: `panics` in `execute`; a parent checks it gets its own child
+    /// type back.
+    #[derive(Debug)]
+    struct EnginePlan {
+        children: Vec<Arc<dyn ExecutionPlan>>,
+        properties: Arc<PlanProperties>,
+    }
+
+    impl EnginePlan {
+        fn plan(children: Vec<Arc<dyn ExecutionPlan>>) -> Arc<dyn ExecutionPlan> {
+            Arc::new(Self {
+                children,
+                properties: Arc::new(PlanProperties::new(
+                    EquivalenceProperties::new(Arc::new(Schema::empty())),
+                    Partitioning::UnknownPartitioning(1),
+                    EmissionType::Incremental,
+                    Boundedness::Bounded,
+                )),
+            })
+        }
+    }
+
+    impl DisplayAs for EnginePlan {
+        fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("EnginePlan")
+        }
+    }
+
+    impl ExecutionPlan for EnginePlan {
+        fn name(&self) -> &str {
+            "EnginePlan"
+        }
+        fn properties(&self) -> &Arc<PlanProperties> {
+            &self.properties
+        }
+        fn apply_expressions(
+            &self,
+            _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+        ) -> Result<TreeNodeRecursion> {
+            Ok(TreeNodeRecursion::Continue)
+        }
+        fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+            self.children.iter().collect()
+        }
+        fn with_new_children(
+            self: Arc<Self>,
+            children: Vec<Arc<dyn ExecutionPlan>>,
+        ) -> Result<Arc<dyn ExecutionPlan>> {
+            assert!(
+                children
+                    .iter()
+                    .all(|c| !is_guarded(c.as_ref()) && c.is::<EnginePlan>()),
+                "the engine gets its own plans back, not the wrappers"
+            );
+            Ok(EnginePlan::plan(children))
+        }
+        fn execute(&self, _: usize, _: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+            panic!("engine bug in execute");
+        }
+    }
+
+    #[test]
+    fn children_are_exported_guarded_and_given_back_unwrapped() {
+        let engine: Arc<str> = Arc::from("test");
+        let plan =
+            GuardedExec::wrap(EnginePlan::plan(vec![EnginePlan::plan(vec![])]), &engine).unwrap();
+        let child = Arc::clone(plan.children()[0]);
+        assert!(is_guarded(child.as_ref()), "the child is wrapped");
+        let failed = child
+            .execute(0, Arc::new(TaskContext::default()))
+            .err()
+            .expect("a panic in a child's execute is an error");
+        assert!(
+            failed
+                .to_string()
+                .contains("engine `test` panicked in execute"),
+            "{failed}"
+        );
+        let rebuilt = Arc::clone(&plan)
+            .replace_children(
+                vec![child],
+                ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+            )
+            .unwrap();
+        assert!(is_guarded(rebuilt.as_ref()));
+        assert!(is_guarded(rebuilt.children()[0].as_ref()));
     }
 }
