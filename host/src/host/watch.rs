@@ -7,6 +7,9 @@
 //! yet, a filesystem that sends none (some network and FUSE mounts), the inotify watch limit
 //! reached — the directories are polled every `quiet` instead, with the same rule: a change is
 //! acted on once a poll finds nothing new. [`Watcher::mode`] says which is in use and why.
+//! With events, the directories' listing (names, sizes, modification times, through symlinks)
+//! is still compared every `quiet`, for what sends no event: a plugin directory deleted and
+//! created again, a symlink's target replaced.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -98,6 +101,11 @@ async fn on_events(
     on_reload: impl Fn(ReloadReport) + Send + Sync + 'static,
 ) {
     let _source = source; // events stop when it is dropped
+    // The listing is also compared every quiet period: some changes send no event to the
+    // watched directories — a directory deleted and created again (its watch went with it),
+    // a symlinked library whose target was replaced.
+    let mut seen = listing(&host);
+    let mut changed = false;
     loop {
         tokio::select! {
             change = changes.recv() => {
@@ -107,10 +115,22 @@ async fn on_events(
                 // One reload covers every change announced before it starts.
                 while changes.try_recv().is_ok() {}
                 on_reload(host.reload().await);
+                seen = listing(&host);
+                changed = false;
             }
             () = tokio::time::sleep(quiet) => {
                 if Arc::strong_count(&host) == 1 {
                     return; // nobody else uses the host any more
+                }
+                let now = listing(&host);
+                if now != seen {
+                    seen = now;
+                    changed = true;
+                } else if changed {
+                    // Quiet for a whole period since the change: act on it.
+                    changed = false;
+                    on_reload(host.reload().await);
+                    seen = listing(&host);
                 }
             }
         }

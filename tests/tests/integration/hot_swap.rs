@@ -515,6 +515,56 @@ async fn watch_reloads_on_filesystem_events_and_falls_back_to_polling() {
     }
 }
 
+/// A library installed as a symlink whose target is replaced (no event reaches the plugin
+/// directory): the watch still notices, and the table moves to the new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_notices_a_symlinked_library_whose_target_was_replaced() {
+    use accel_host::HostOptions;
+    use accel_host::host::watch::{WatchMode, watch};
+
+    let parent = tempfile::tempdir().unwrap();
+    let (plugins, releases) = (
+        parent.path().join("plugins"),
+        parent.path().join("releases"),
+    );
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::create_dir(&releases).unwrap();
+    let target = releases.join("sqlite-engine.so");
+    std::fs::copy(sqlite_library(), &target).unwrap();
+    std::os::unix::fs::symlink(&target, plugins.join("libaccel_engine_sqlite_plugin.so")).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let host = Arc::new(Host::start(&HostOptions {
+        plugin_dirs: vec![plugins.clone()],
+        use_plugin_path_var: false,
+        data_dir: data.path().to_owned(),
+        ..HostOptions::default()
+    }));
+    host.sql("CREATE EXTERNAL TABLE t (id BIGINT) STORED AS sqlite LOCATION ':memory:'")
+        .await
+        .unwrap();
+    assert_eq!(generation_of(&host, "t").await, "0.1.0");
+    let (reports, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = watch(
+        Arc::clone(&host),
+        std::time::Duration::from_millis(200),
+        move |report| {
+            let _ = reports.send(report.to_string());
+        },
+    );
+    assert_eq!(watcher.mode, WatchMode::Events);
+    // A release replaces the symlink's target (copy, then rename over it).
+    drop_in(&sqlite_v2_library(), &releases, "sqlite-engine.so");
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while generation_of(&host, "t").await != "0.2.0" {
+        match tokio::time::timeout_at(deadline, received.recv()).await {
+            Ok(Some(report)) => seen.push(report),
+            _ => panic!("no reload moved the table within 60 s; reports: {seen:?}"),
+        }
+    }
+    watcher.task.abort();
+}
+
 /// The tables of one file (reached by two spellings of its path) move together or not at all:
 /// while their pins disagree both stay, and once the pinned one is dropped the next reload —
 /// with no new library — moves the other (a hand-over that could not happen is retried).
