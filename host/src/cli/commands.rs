@@ -382,15 +382,16 @@ pub async fn serve(
     if let Some(watcher) = watcher {
         watcher.task.abort();
     }
-    if let Err(e) = served {
+    if let Err(e) = &served {
         eprintln!("error: {e}");
-        datasets.shutdown(shutdown_timeout).await;
-        return ExitCode::FAILURE;
     }
     tracing::info!("stopping the refreshes");
     datasets.shutdown(shutdown_timeout).await;
     tracing::info!("refreshes stopped; shutting the engines down");
-    ExitCode::SUCCESS
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
 }
 
 /// Waits for SIGTERM or Ctrl-C and says which came.

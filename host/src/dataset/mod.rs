@@ -230,18 +230,23 @@ impl Datasets {
         }
     }
 
+    /// The error for a dataset name that is not in the config, listing the ones that are.
+    pub fn unknown(&self, name: &str) -> String {
+        let names: Vec<&str> = self.all.iter().map(|d| d.name.as_str()).collect();
+        format!(
+            "no dataset named `{name}`; datasets: {}",
+            if names.is_empty() {
+                "none (give a config with --config FILE or ACCEL_CONFIG)".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )
+    }
+
     /// Refreshes `name` now (after the refresh running, if one is) and waits for the outcome.
     pub async fn refresh(&self, name: &str) -> std::result::Result<RefreshSummary, String> {
         let Some(dataset) = self.get(name) else {
-            let names: Vec<&str> = self.all.iter().map(|d| d.name.as_str()).collect();
-            return Err(format!(
-                "no dataset named `{name}`; datasets: {}",
-                if names.is_empty() {
-                    "none (give a config with --config FILE or ACCEL_CONFIG)".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            ));
+            return Err(self.unknown(name));
         };
         let outcome = dataset.request_refresh()?;
         outcome

@@ -104,8 +104,7 @@ async fn on_events(
     // The listing is also compared every quiet period: some changes send no event to the
     // watched directories — a directory deleted and created again (its watch went with it),
     // a symlinked library whose target was replaced.
-    let mut seen = listing(&host);
-    let mut changed = false;
+    let mut listing = ListingWatch::new(&host);
     loop {
         tokio::select! {
             change = changes.recv() => {
@@ -115,22 +114,14 @@ async fn on_events(
                 // One reload covers every change announced before it starts.
                 while changes.try_recv().is_ok() {}
                 on_reload(host.reload().await);
-                seen = listing(&host);
-                changed = false;
+                listing.reset(&host);
             }
             () = tokio::time::sleep(quiet) => {
                 if Arc::strong_count(&host) == 1 {
                     return; // nobody else uses the host any more
                 }
-                let now = listing(&host);
-                if now != seen {
-                    seen = now;
-                    changed = true;
-                } else if changed {
-                    // Quiet for a whole period since the change: act on it.
-                    changed = false;
+                if listing.tick(&host) {
                     on_reload(host.reload().await);
-                    seen = listing(&host);
                 }
             }
         }
@@ -142,21 +133,48 @@ async fn poll(
     interval: Duration,
     on_reload: impl Fn(ReloadReport) + Send + Sync + 'static,
 ) {
-    let mut seen = listing(&host);
-    let mut changed = false;
+    let mut listing = ListingWatch::new(&host);
     loop {
         tokio::time::sleep(interval).await;
         if Arc::strong_count(&host) == 1 {
             return; // nobody else uses the host any more
         }
-        let now = listing(&host);
-        if now != seen {
-            seen = now;
-            changed = true;
-        } else if changed {
-            changed = false;
+        if listing.tick(&host) {
             on_reload(host.reload().await);
         }
+    }
+}
+
+/// The plugin directories' listing, compared at each tick: a change is acted on once a whole
+/// tick has passed without another (so a library being copied in is not loaded half-written).
+struct ListingWatch {
+    seen: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    changed: bool,
+}
+
+impl ListingWatch {
+    fn new(host: &Host) -> Self {
+        Self {
+            seen: listing(host),
+            changed: false,
+        }
+    }
+
+    /// Reads the listing; `true` when a change seen before has been quiet for this tick.
+    fn tick(&mut self, host: &Host) -> bool {
+        let now = listing(host);
+        if now != self.seen {
+            self.seen = now;
+            self.changed = true;
+            false
+        } else {
+            std::mem::take(&mut self.changed)
+        }
+    }
+
+    /// After a reload something else prompted: what is there now counts as seen.
+    fn reset(&mut self, host: &Host) {
+        *self = Self::new(host);
     }
 }
 

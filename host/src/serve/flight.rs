@@ -33,7 +33,7 @@ use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::TableProvider;
+use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::TableType;
 use futures::{Stream, TryStreamExt};
@@ -129,33 +129,37 @@ impl FlightSql {
         Ok(changed_rows(&batches))
     }
 
-    async fn catalog_listing(&self) -> Vec<(String, String, String, Arc<dyn TableProvider>)> {
+    /// Every schema of every catalog, sorted by catalog then schema name.
+    fn schemas(&self) -> Vec<(String, String, Arc<dyn SchemaProvider>)> {
         let context = self.queries.host().context();
-        let mut listing = Vec::new();
+        let mut schemas = Vec::new();
         let mut catalogs = context.catalog_names();
         catalogs.sort();
         for catalog_name in catalogs {
             let Some(catalog) = context.catalog(&catalog_name) else {
                 continue;
             };
-            let mut schemas = catalog.schema_names();
-            schemas.sort();
-            for schema_name in schemas {
-                let Some(schema) = catalog.schema(&schema_name) else {
-                    continue;
-                };
-                let mut tables = schema.table_names();
-                tables.sort();
-                for table_name in tables {
-                    // A table dropped meanwhile, or one that fails to open, is left out.
-                    if let Ok(Some(table)) = schema.table(&table_name).await {
-                        listing.push((
-                            catalog_name.clone(),
-                            schema_name.clone(),
-                            table_name,
-                            table,
-                        ));
-                    }
+            let mut names = catalog.schema_names();
+            names.sort();
+            for schema_name in names {
+                if let Some(schema) = catalog.schema(&schema_name) {
+                    schemas.push((catalog_name.clone(), schema_name, schema));
+                }
+            }
+        }
+        schemas
+    }
+
+    /// Every table of [`Self::schemas`], sorted by name within its schema.
+    async fn tables(&self) -> Vec<(String, String, String, Arc<dyn TableProvider>)> {
+        let mut listing = Vec::new();
+        for (catalog_name, schema_name, schema) in self.schemas() {
+            let mut tables = schema.table_names();
+            tables.sort();
+            for table_name in tables {
+                // A table dropped meanwhile, or one that fails to open, is left out.
+                if let Ok(Some(table)) = schema.table(&table_name).await {
+                    listing.push((catalog_name.clone(), schema_name.clone(), table_name, table));
                 }
             }
         }
@@ -573,17 +577,8 @@ impl FlightSqlService for FlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let mut builder = query.into_builder();
-        let context = self.queries.host().context();
-        let mut catalogs = context.catalog_names();
-        catalogs.sort();
-        for catalog_name in catalogs {
-            if let Some(catalog) = context.catalog(&catalog_name) {
-                let mut schemas = catalog.schema_names();
-                schemas.sort();
-                for schema_name in schemas {
-                    builder.append(&catalog_name, schema_name);
-                }
-            }
+        for (catalog_name, schema_name, _) in self.schemas() {
+            builder.append(catalog_name, schema_name);
         }
         Ok(Response::new(encode_batch(
             builder.build().map_err(metadata_error)?,
@@ -607,7 +602,7 @@ impl FlightSqlService for FlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let mut builder = query.into_builder();
-        for (catalog, schema, name, table) in self.catalog_listing().await {
+        for (catalog, schema, name, table) in self.tables().await {
             builder
                 .append(
                     catalog,

@@ -455,23 +455,7 @@ async fn datasets(
 /// Queues a refresh and answers at once (201); the dataset's status shows its progress.
 async fn refresh(State(state): State<Arc<HttpState>>, Path(name): Path<String>) -> Response {
     let Some(dataset) = state.datasets.get(&name) else {
-        let names: Vec<&str> = state
-            .datasets
-            .all()
-            .iter()
-            .map(|d| d.name.as_str())
-            .collect();
-        return error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no dataset named `{name}`; datasets: {}",
-                if names.is_empty() {
-                    "none".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            ),
-        );
+        return error(StatusCode::NOT_FOUND, state.datasets.unknown(&name));
     };
     match dataset.request_refresh() {
         Ok(outcome) => {

@@ -133,27 +133,59 @@ fn listening_on(line: &str) -> Option<(String, String)> {
     Some((flight.to_owned(), http.to_owned()))
 }
 
-/// A temporary directory with `edges.parquet` (edge values: integer extremes, NaN, ±inf,
-/// -0.0, NUL bytes, non-ASCII text, far timestamps) and `accel.yaml` declaring it accelerated
-/// in DuckDB (file), in arrow, and not accelerated.
-async fn edge_datasets() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("edges.parquet");
-    write_parquet(&source, &edge_rows(7, true)).await;
-    let config = dir.path().join("accel.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir: {data}\ndatasets:\n\
-             \x20 - from: file:{source}\n    name: edges_duckdb\n    acceleration:\n      engine: duckdb\n      mode: file\n\
-             \x20 - from: file:{source}\n    name: edges_arrow\n    acceleration:\n      engine: arrow\n\
-             \x20 - from: file:{source}\n    name: edges_source\n",
-            data = dir.path().join("data").display(),
-            source = source.display()
-        ),
-    )
-    .unwrap();
-    (dir, config)
+/// A plugin directory with both engines and a temporary directory with `edges.parquet` (edge
+/// values: integer extremes, NaN, ±inf, -0.0, NUL bytes, non-ASCII text, far timestamps) and
+/// `accel.yaml` declaring it accelerated in DuckDB (file), in arrow, and not accelerated.
+struct EdgeDatasets {
+    plugins: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl EdgeDatasets {
+    async fn new() -> Self {
+        let plugins = plugin_dir_with_both_engines();
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("edges.parquet");
+        write_parquet(&source, &edge_rows(7, true)).await;
+        let config = dir.path().join("accel.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir: {data}\ndatasets:\n\
+                 \x20 - from: file:{source}\n    name: edges_duckdb\n    acceleration:\n      engine: duckdb\n      mode: file\n\
+                 \x20 - from: file:{source}\n    name: edges_arrow\n    acceleration:\n      engine: arrow\n\
+                 \x20 - from: file:{source}\n    name: edges_source\n",
+                data = dir.path().join("data").display(),
+                source = source.display()
+            ),
+        )
+        .unwrap();
+        Self {
+            plugins,
+            dir,
+            config,
+        }
+    }
+
+    fn source(&self) -> PathBuf {
+        self.dir.path().join("edges.parquet")
+    }
+
+    /// `accel serve` of these datasets with `serve` arguments, once every dataset loaded.
+    async fn serve(&self, serve: &[&str]) -> Server {
+        let server = Server::start(
+            &[
+                "--plugin-dir",
+                self.plugins.path().to_str().unwrap(),
+                "--config",
+                self.config.to_str().unwrap(),
+            ],
+            serve,
+        );
+        wait_ready(&server).await;
+        server
+    }
 }
 
 /// DataFusion's own answer: `sql` with `{t}` read straight from the parquet file.
@@ -213,6 +245,14 @@ async fn fetch(
     Ok(batches)
 }
 
+/// The batches of an Arrow IPC stream (the body of an `application/vnd.apache.arrow.stream`
+/// answer).
+fn arrow_stream(bytes: impl AsRef<[u8]>) -> Result<Vec<RecordBatch>, String> {
+    datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .and_then(|reader| reader.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| e.to_string())
+}
+
 fn read_arrow_file(path: &Path) -> Vec<RecordBatch> {
     let file = std::fs::File::open(path).unwrap();
     datafusion::arrow::ipc::reader::FileReader::try_new(file, None)
@@ -264,19 +304,9 @@ const ABOVE: &str = "SELECT count(*) AS n, min(v) AS lo, max(v) AS hi FROM {t} W
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flight_sql_serves_stock_clients_datafusions_answers() {
-    let plugins = plugin_dir_with_both_engines();
-    let (dir, config) = edge_datasets().await;
-    let source = dir.path().join("edges.parquet");
-    let server = Server::start(
-        &[
-            "--plugin-dir",
-            plugins.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
-    wait_ready(&server).await;
+    let edges = EdgeDatasets::new().await;
+    let (dir, source) = (&edges.dir, edges.source());
+    let server = edges.serve(&[]).await;
 
     // ADBC, as an application uses it: get_objects, statements, prepared statements.
     let mut queries = Vec::new();
@@ -423,6 +453,17 @@ async fn wait_ready(server: &Server) {
     }
 }
 
+/// `GET path` answered with JSON.
+async fn get_json(http: &reqwest::Client, server: &Server, path: &str) -> serde_json::Value {
+    http.get(server.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn post_sql(
     http: &reqwest::Client,
     server: &Server,
@@ -454,19 +495,9 @@ fn json_rows(batches: &[RecordBatch]) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn http_serves_every_endpoint_and_format() {
-    let plugins = plugin_dir_with_both_engines();
-    let (dir, config) = edge_datasets().await;
-    let source = dir.path().join("edges.parquet");
-    let server = Server::start(
-        &[
-            "--plugin-dir",
-            plugins.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
-    wait_ready(&server).await;
+    let edges = EdgeDatasets::new().await;
+    let source = edges.source();
+    let server = edges.serve(&[]).await;
     let http = reqwest::Client::new();
 
     // Formats. JSON and CSV without the NaN row (JSON has no NaN); Arrow with every row.
@@ -513,13 +544,7 @@ async fn http_serves_every_endpoint_and_format() {
         .await;
         assert_eq!(response.status(), 200);
         let bytes = response.bytes().await.unwrap();
-        let served: Vec<RecordBatch> = datafusion::arrow::ipc::reader::StreamReader::try_new(
-            std::io::Cursor::new(bytes),
-            None,
-        )
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        let served = arrow_stream(bytes).unwrap();
         assert_eq!(
             rows(&served),
             rows(&datafusion_answer(&source, ALL_ROWS).await),
@@ -590,14 +615,7 @@ async fn http_serves_every_endpoint_and_format() {
     assert_eq!(response.status(), 404);
 
     // Datasets, status, refresh.
-    let list: serde_json::Value = http
-        .get(server.url("/v1/datasets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = get_json(&http, &server, "/v1/datasets").await;
     let names: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -636,14 +654,7 @@ async fn http_serves_every_endpoint_and_format() {
     // Health, engines, reload.
     let response = http.get(server.url("/health")).send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "ok");
-    let engines: serde_json::Value = http
-        .get(server.url("/v1/engines"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let engines: serde_json::Value = get_json(&http, &server, "/v1/engines").await;
     let duckdb = engines
         .as_array()
         .unwrap()
@@ -699,14 +710,7 @@ async fn http_serves_every_endpoint_and_format() {
 }
 
 async fn dataset_status(http: &reqwest::Client, server: &Server, name: &str) -> serde_json::Value {
-    let list: serde_json::Value = http
-        .get(server.url("/v1/datasets?status=true"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = get_json(http, server, "/v1/datasets?status=true").await;
     list.as_array()
         .unwrap()
         .iter()
@@ -994,12 +998,7 @@ async fn engines_swap_and_datasets_refresh_under_live_clients_with_no_failed_que
                         .await
                     {
                         Ok(response) if response.status() == 200 => match response.bytes().await {
-                            Ok(bytes) => datafusion::arrow::ipc::reader::StreamReader::try_new(
-                                std::io::Cursor::new(bytes),
-                                None,
-                            )
-                            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-                            .map_err(|e| e.to_string()),
+                            Ok(bytes) => arrow_stream(bytes),
                             Err(e) => Err(e.to_string()),
                         },
                         Ok(response) => Err(format!(
@@ -1080,14 +1079,7 @@ async fn engines_swap_and_datasets_refresh_under_live_clients_with_no_failed_que
         &failures[..failures.len().min(5)]
     );
     assert!(answered > after_swap, "queries answered after the swap");
-    let engines: serde_json::Value = http
-        .get(server.url("/v1/engines"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let engines: serde_json::Value = get_json(&http, &server, "/v1/engines").await;
     let serving: Vec<&serde_json::Value> = engines
         .as_array()
         .unwrap()
@@ -1100,17 +1092,9 @@ async fn engines_swap_and_datasets_refresh_under_live_clients_with_no_failed_que
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_lets_running_queries_finish_then_the_next_start_serves_files_at_once() {
-    let plugins = plugin_dir_with_both_engines();
-    let (dir, config) = edge_datasets().await;
-    let source = dir.path().join("edges.parquet");
-    let global = [
-        "--plugin-dir",
-        plugins.path().to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-    ];
-    let mut server = Server::start(&global, &[]);
-    wait_ready(&server).await;
+    let edges = EdgeDatasets::new().await;
+    let source = edges.source();
+    let mut server = edges.serve(&[]).await;
 
     // A long result, read slowly: the first chunk, then SIGTERM, then the rest.
     let http = reqwest::Client::new();
@@ -1160,8 +1144,7 @@ async fn sigterm_lets_running_queries_finish_then_the_next_start_serves_files_at
     assert!(server.log().contains("stopping"), "{}", server.log());
 
     // The next start serves the file-mode dataset from its file, without reloading it.
-    let server = Server::start(&global, &["--shutdown-timeout", "2"]);
-    wait_ready(&server).await;
+    let server = edges.serve(&["--shutdown-timeout", "2"]).await;
     let metrics = reqwest::get(server.url("/metrics"))
         .await
         .unwrap()
@@ -1184,11 +1167,7 @@ async fn sigterm_lets_running_queries_finish_then_the_next_start_serves_files_at
     )
     .await;
     let bytes = served.bytes().await.unwrap();
-    let served: Vec<RecordBatch> =
-        datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+    let served = arrow_stream(bytes).unwrap();
     assert_eq!(
         rows(&served),
         rows(&datafusion_answer(&source, ALL_ROWS).await)
