@@ -8,6 +8,7 @@ mod integration {
     mod datasets;
     mod duckdb_writes;
     mod edge_values;
+    mod expressions;
     mod federation;
     mod fixtures;
     mod host_library;
@@ -20,4 +21,5 @@ mod integration {
     mod pushdown;
     mod serve;
     mod sqlite;
+    mod tpch;
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use accel_plugin_api::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -30,7 +30,7 @@ use datafusion::physical_plan::{
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::TryStreamExt;
 
-use super::node::EngineQuery;
+use super::node::{EngineQuery, KeptInDataFusion};
 use super::statement::{Statement, managed_table};
 use crate::engine::plugin_exec::{KeepAlive, keep_alive_stream};
 use crate::engine::registry::RegisteredEngine;
@@ -62,10 +62,14 @@ impl ExtensionPlanner for EngineQueryPlanner {
         planner: &dyn PhysicalPlanner,
         node: &dyn UserDefinedLogicalNode,
         _logical_inputs: &[&LogicalPlan],
-        _physical_inputs: &[Arc<dyn ExecutionPlan>],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
         session: &dyn Session,
         _planning: &PhysicalPlanningContext,
     ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        if node.as_any().is::<KeptInDataFusion>() {
+            // only shows reasons: its plan is its input's
+            return Ok(physical_inputs.first().cloned());
+        }
         let Some(query) = node.as_any().downcast_ref::<EngineQuery>() else {
             return Ok(None);
         };
@@ -80,7 +84,7 @@ impl ExtensionPlanner for EngineQueryPlanner {
             let at = tables.iter().position(|t| Arc::ptr_eq(t, table))?;
             targets[at].clone()
         };
-        let Some(statement) = Statement::write(&query.plan, &lookup) else {
+        let Ok(statement) = Statement::write(&query.plan, &lookup, query.query_root) else {
             // A hand-over between optimisation and now moved the tables apart (or to an
             // engine without statements): plan the subplan the ordinary way, whose scans take
             // their own guards.
@@ -101,7 +105,8 @@ impl ExtensionPlanner for EngineQueryPlanner {
 /// The managed tables a subplan scans.
 fn tables_of(plan: &LogicalPlan) -> Vec<Arc<ManagedTable>> {
     let mut tables: Vec<Arc<ManagedTable>> = Vec::new();
-    let _ = plan.apply(|node| {
+    // scalar subqueries in expressions are part of the statement too
+    let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node
             && let Some(table) = managed_table(scan)
             && !tables.iter().any(|t| Arc::ptr_eq(t, &table))

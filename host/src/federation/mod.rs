@@ -1,10 +1,12 @@
 //! Subplan pushdown ("federation"): a query's largest subtrees that touch only tables of one
 //! compute context of one engine generation (e.g. the tables of one DuckDB file) run inside
-//! the engine as one SQL statement — filters, projections, aggregates, GROUP BY,
-//! ORDER BY + LIMIT and joins — instead of streaming every row out for DataFusion.
+//! the engine as one SQL statement — expressions, filters, projections, aggregates, GROUP BY,
+//! HAVING, ORDER BY + LIMIT/OFFSET, joins (semi and anti joins of `IN`/`EXISTS` subqueries
+//! too), UNION and DISTINCT — instead of streaming every row out for DataFusion.
 //!
-//! - [`statement`]: a logical subplan written as SQL with DataFusion's meaning, or `None`;
-//! - [`rule`]: the optimizer rule replacing such subtrees with an [`node::EngineQuery`] node;
+//! - [`statement`]: a logical subplan written as SQL with DataFusion's meaning, or why not;
+//! - [`rule`]: the optimizer rule replacing such subtrees with an [`node::EngineQuery`] node,
+//!   and marking the root with [`node::KeptInDataFusion`] where an expression stayed out;
 //! - [`exec`]: planning that node (under the tables' read guards, so a hand-over waits) and
 //!   running its statement in the engine;
 //! - [`options`]: the session switch (`SET accel.federation = false` turns it off).

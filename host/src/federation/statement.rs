@@ -1,44 +1,51 @@
-//! A logical subplan written as one SQL statement, with DataFusion's meaning, or `None`.
+//! A logical subplan written as one SQL statement, with DataFusion's meaning — or why not.
 //!
 //! Every `SELECT` written here names its output columns `c0`, `c1`, … in the order of the plan
 //! node's schema, so a column reference resolves by position in the input's schema, whatever
 //! qualifiers and names DataFusion uses; the engine returns the root's columns in that order,
 //! cast to DataFusion's types.
 //!
-//! What is written (anything else leaves the subtree to DataFusion):
+//! What is written (anything else leaves the subtree to DataFusion, with the reason where an
+//! expression is the cause — EXPLAIN shows it):
 //! - scans of tables in one compute context of one engine generation, with their pushed
 //!   filters and limit;
-//! - filters, and the predicates of joins, through the filter translation every engine already
-//!   uses ([`accel_plugin_api::pushdown`]): only comparisons whose meaning is the same;
-//! - projections of columns, literals and such predicates;
-//! - GROUP BY on columns the engine groups like DataFusion (no floats: -0.0 and NaN), with
-//!   `count`, `sum`, `avg`, `min`, `max` (plain or DISTINCT) over columns — `min`, `max` and
-//!   DISTINCT only over types the engine compares like DataFusion (not floats, for the same
-//!   reason); integer `sum` as the dialect writes it to wrap around on overflow as
-//!   DataFusion's does ([`SqlDialect::integer_sum`]), float `sum`/`avg` only where the
-//!   engine's reach NaN and ±inf as DataFusion's do;
-//! - inner, left, right and full joins on equal columns;
-//! - ORDER BY columns (no floats) at the root (or under its limit), where the rows come back in
-//!   that order; elsewhere only with a limit under an aggregate or a join, where it picks a set
-//!   of rows (SQL does not keep a subquery's order, so a sort under a filter or projection
+//! - expressions everywhere (filters, projections, join conditions, grouping keys, aggregate
+//!   arguments, sort keys) through the translation every engine already uses for filters
+//!   ([`accel_plugin_api::embedded::expression`]): only where the engine's meaning is
+//!   DataFusion's;
+//! - GROUP BY on values the engine groups like DataFusion (no floats: -0.0 and NaN), with
+//!   `count`, `sum`, `avg`, `min`, `max` (plain or DISTINCT) — `min`, `max` and DISTINCT only
+//!   over types the engine compares like DataFusion; integer `sum` as the dialect writes it to
+//!   wrap around on overflow as DataFusion's does ([`SqlDialect::integer_sum`]); float
+//!   `sum`/`avg` only where the engine's reach NaN and ±inf as DataFusion's do; decimal `sum`
+//!   where the engine sums decimals exactly;
+//! - inner, left, right, full and cross joins; semi and anti joins (`IN`, `EXISTS`) as
+//!   `[NOT] EXISTS`, the null-aware anti join (`NOT IN`) as `NOT IN` with SQL's NULL rules,
+//!   which are DataFusion's; scalar subqueries, which DataFusion turns into joins;
+//! - `UNION ALL` (and `UNION`, which DataFusion plans as an aggregate over it), `DISTINCT`;
+//! - ORDER BY (no floats) at the root (or under its limit), where the rows come back in that
+//!   order; elsewhere only with a limit under an aggregate, a join or a union, where it picks a
+//!   set of rows (SQL does not keep a subquery's order, so a sort under a filter or projection
 //!   stays in its own statement or in DataFusion);
 //! - only over types the engine returns unchanged ([`SqlDialect::carries`]), at every node.
 //!
-//! A subtree with no aggregate, join or sort is left to the table scans, which push the same
-//! filters, projections and limits.
+//! A subtree that does no more than a scan would (filters, projections, a limit) is left to
+//! the table scans, which push the same filters, projections and limits.
 
 use std::sync::Arc;
 
-use accel_plugin_api::embedded::pushdown::{
-    ColumnNames, SqlDialect, predicate_sql, quote_ident, same_family, to_sql,
-};
+use accel_plugin_api::embedded::expression::{Kept, Written, expression_sql, is_decimal, kept};
+use accel_plugin_api::embedded::pushdown::{ColumnNames, SqlDialect, quote_ident, same_family};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, NullEquality};
 use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::Subquery;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::logical_plan::{
-    Aggregate, Filter, Join, JoinType, Limit, Projection, Sort, SubqueryAlias, TableScan,
+    Aggregate, Distinct, Filter, Join, JoinType, Limit, Projection, Sort, SubqueryAlias, TableScan,
+    Union,
 };
 use datafusion::logical_expr::{Expr, FetchType, LogicalPlan, SkipType, SortExpr};
 
@@ -58,12 +65,36 @@ pub struct Statement {
     pub ordering: Vec<(usize, SortOptions)>,
 }
 
+/// Why a subplan is not one statement: an expression the engine would compute differently
+/// (shown by EXPLAIN), or `None` for reasons of shape (tables of other engines, a plan node
+/// with no translation, nothing a scan would not do).
+#[derive(Debug)]
+pub struct NotWritten(pub Option<Kept>);
+
+impl From<Kept> for NotWritten {
+    fn from(kept: Kept) -> Self {
+        NotWritten(Some(kept))
+    }
+}
+
+type Writing<T> = Result<T, NotWritten>;
+
+fn shape<T>() -> Writing<T> {
+    Err(NotWritten(None))
+}
+
 impl Statement {
     /// `plan` as one statement, if all of it can run in one engine context and it does work a
-    /// scan would not (an aggregate, a join or a sort).
-    pub fn write(plan: &LogicalPlan, lookup: &Lookup<'_>) -> Option<Statement> {
+    /// scan would not (an aggregate, a join, a union, a distinct or a sort). `query_root`: the
+    /// plan is the whole query, so rows sorted by expressions need not say their order to a
+    /// parent.
+    pub fn write(
+        plan: &LogicalPlan,
+        lookup: &Lookup<'_>,
+        query_root: bool,
+    ) -> Result<Statement, NotWritten> {
         if plan.schema().fields().is_empty() {
-            return None;
+            return shape();
         }
         let mut writer = Writer {
             lookup,
@@ -72,28 +103,47 @@ impl Statement {
         };
         let sql = writer.plan(plan, Position::Root)?;
         if !writer.pushes_work {
-            return None;
+            return shape();
         }
-        Some(Statement {
+        let ordering = match root_ordering(plan) {
+            Some(ordering) => ordering,
+            None if query_root => vec![],
+            None => return shape(),
+        };
+        let Some(target) = writer.target else {
+            return shape();
+        };
+        Ok(Statement {
             sql,
-            target: writer.target?,
-            ordering: root_ordering(plan)?,
+            target,
+            ordering,
         })
     }
 }
 
-/// The order of the root's rows: those of its sort (or of the sort under its limit).
+/// The order of the root's rows: those of its sort (or of the sort under its limit, or under
+/// a projection of the sort's columns), by column; `None` when it sorts by something else.
 fn root_ordering(plan: &LogicalPlan) -> Option<Vec<(usize, SortOptions)>> {
     if let LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. }) = plan {
         return root_ordering(input);
     }
-    let sort = match plan {
-        LogicalPlan::Sort(sort) => sort,
-        LogicalPlan::Limit(Limit { input, .. }) => match input.as_ref() {
-            LogicalPlan::Sort(sort) => sort,
-            _ => return Some(vec![]),
-        },
-        _ => return Some(vec![]),
+    if let LogicalPlan::Projection(projection) = plan {
+        if sorted(&projection.input).is_none() {
+            return Some(vec![]);
+        }
+        let input = projection.input.schema();
+        return root_ordering(&projection.input)?
+            .into_iter()
+            .map(|(index, options)| {
+                let at = projection.expr.iter().position(|e| {
+                    matches!(unalias(e), Expr::Column(c) if input.index_of_column(c).ok() == Some(index))
+                })?;
+                Some((at, options))
+            })
+            .collect();
+    }
+    let Some((sort, _, _)) = sorted(plan) else {
+        return Some(vec![]);
     };
     sort.expr
         .iter()
@@ -113,6 +163,26 @@ fn root_ordering(plan: &LogicalPlan) -> Option<Vec<(usize, SortOptions)>> {
         .collect()
 }
 
+/// A sort, or a limit of a sort: the sort, and the limit's fetch and skip.
+fn sorted(plan: &LogicalPlan) -> Option<(&Sort, Option<usize>, usize)> {
+    match plan {
+        LogicalPlan::Sort(sort) => Some((sort, None, 0)),
+        LogicalPlan::Limit(limit) => {
+            let LogicalPlan::Sort(sort) = limit.input.as_ref() else {
+                return None;
+            };
+            let Ok(SkipType::Literal(skip)) = limit.get_skip_type() else {
+                return None;
+            };
+            let Ok(FetchType::Literal(fetch)) = limit.get_fetch_type() else {
+                return None;
+            };
+            Some((sort, fetch, skip))
+        }
+        _ => None,
+    }
+}
+
 /// Where a node sits in the statement, for what its rows' order means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Position {
@@ -121,8 +191,8 @@ enum Position {
     /// Under filters, projections or limits below the root: the order of these rows is the
     /// order above, but SQL does not keep a subquery's order — no sort here.
     OrderMatters,
-    /// Under an aggregate or a join, which do not depend on order: a sort here only counts
-    /// when it has a limit (it picks a set of rows).
+    /// Under an aggregate, a join or a union, which do not depend on order: a sort here only
+    /// counts when it has a limit (it picks a set of rows).
     OrderFree,
 }
 
@@ -166,6 +236,53 @@ impl ColumnNames for Positional<'_> {
     }
 }
 
+/// The column name standing for the `n`th scalar subquery of an expression.
+const SUBQUERY_PLACEHOLDER: &str = "__accel_scalar_subquery_";
+
+/// Columns, and the placeholders of scalar subqueries as their statements.
+struct WithSubqueries<'a> {
+    columns: &'a dyn ColumnNames,
+    subqueries: &'a [(String, DataType)],
+}
+
+impl ColumnNames for WithSubqueries<'_> {
+    fn column(&self, column: &Column) -> Option<(String, DataType)> {
+        if column.relation.is_none()
+            && let Some(at) = column.name.strip_prefix(SUBQUERY_PLACEHOLDER)
+        {
+            return self.subqueries.get(at.parse::<usize>().ok()?).cloned();
+        }
+        self.columns.column(column)
+    }
+}
+
+/// Whether `plan` returns at most one row: an aggregate without grouping, or a limit of 1.
+fn at_most_one_row(plan: &LogicalPlan) -> bool {
+    match plan {
+        LogicalPlan::Projection(Projection { input, .. })
+        | LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. })
+        | LogicalPlan::Filter(Filter { input, .. }) => at_most_one_row(input),
+        LogicalPlan::Aggregate(aggregate) => aggregate.group_expr.is_empty(),
+        LogicalPlan::Limit(limit) => {
+            matches!(limit.get_fetch_type(), Ok(FetchType::Literal(Some(n))) if n <= 1)
+        }
+        _ => false,
+    }
+}
+
+/// The columns of one input named `q`, by position: `q."c0"`.
+struct Qualified<'a>(&'a DFSchema);
+
+impl ColumnNames for Qualified<'_> {
+    fn column(&self, column: &Column) -> Option<(String, DataType)> {
+        let index = self.0.index_of_column(column).ok()?;
+        Some((
+            format!("q.{}", output(index)),
+            self.0.field(index).data_type().clone(),
+        ))
+    }
+}
+
 /// The columns of a join's two inputs, `l` and `r`.
 struct JoinColumns<'a> {
     left: &'a DFSchema,
@@ -187,43 +304,132 @@ impl ColumnNames for JoinColumns<'_> {
     }
 }
 
+/// `SELECT <side>.c0 AS c0, …` for the `width` columns of one side of a join, numbered from
+/// `first`.
+fn side_columns(side: &str, width: usize, first: usize) -> Vec<String> {
+    (0..width)
+        .map(|i| format!("{side}.{} AS {}", output(i), output(first + i)))
+        .collect()
+}
+
+/// A select list, or `1 AS c0` for none (e.g. a join under `count(*)`): SQL needs a column,
+/// nothing reads it.
+fn select_list_of(values: Vec<String>) -> String {
+    if values.is_empty() {
+        format!("1 AS {}", output(0))
+    } else {
+        values.join(", ")
+    }
+}
+
 impl Writer<'_> {
-    fn dialect(&self) -> Option<&'static dyn SqlDialect> {
-        self.target.as_ref().map(|t| t.dialect)
+    fn dialect(&self) -> Writing<&'static dyn SqlDialect> {
+        match &self.target {
+            Some(target) => Ok(target.dialect),
+            None => shape(),
+        }
+    }
+
+    fn engine(&self) -> Writing<&'static str> {
+        Ok(self.dialect()?.display_name())
+    }
+
+    /// `expr` in the engine's SQL.
+    fn expression(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<Written> {
+        Ok(expression_sql(expr, columns, self.dialect()?)?)
+    }
+
+    /// An expression whose values the engine compares (groups, orders, joins on) like
+    /// DataFusion.
+    fn compared(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<Written> {
+        let written = self.expression(expr, columns)?;
+        if !self.dialect()?.compares_like_datafusion(&written.data_type) {
+            return Err(kept(
+                expr,
+                format!(
+                    "{} compares {} differently (-0.0, NaN)",
+                    self.engine()?,
+                    written.data_type
+                ),
+            )
+            .into());
+        }
+        Ok(written)
+    }
+
+    /// A value the statement returns: of a type the engine returns unchanged.
+    fn value(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<String> {
+        let written = self.expression(expr, columns)?;
+        if !self.dialect()?.carries(&written.data_type) {
+            return Err(kept(
+                expr,
+                format!(
+                    "{} does not return {} unchanged",
+                    self.engine()?,
+                    written.data_type
+                ),
+            )
+            .into());
+        }
+        Ok(written.sql)
+    }
+
+    /// A predicate over `columns`.
+    fn predicate(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<String> {
+        let written = self.expression(expr, columns)?;
+        if written.data_type != DataType::Boolean {
+            return shape();
+        }
+        Ok(written.sql)
     }
 
     /// `plan` as a `SELECT` with columns `c0…`, at `position` in the statement.
-    fn plan(&mut self, plan: &LogicalPlan, position: Position) -> Option<String> {
+    fn plan(&mut self, plan: &LogicalPlan, position: Position) -> Writing<String> {
         let sql = match plan {
             LogicalPlan::TableScan(scan) => self.scan(scan)?,
             LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. }) => {
                 self.plan(input, position)?
             }
             LogicalPlan::Filter(filter) => self.filter(filter, position.below_row_by_row())?,
-            LogicalPlan::Projection(projection) => {
-                self.projection(projection, position.below_row_by_row())?
-            }
+            LogicalPlan::Projection(projection) => self.projection(projection, position)?,
             LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate)?,
             LogicalPlan::Join(join) => self.join(join)?,
-            LogicalPlan::Sort(sort) => self.sort(sort, position, None, 0)?,
+            LogicalPlan::Sort(sort) => self.sort(sort, position, None, 0, None)?,
             LogicalPlan::Limit(limit) => self.limit(limit, position)?,
-            _ => return None,
+            LogicalPlan::Union(union) => self.union(union)?,
+            LogicalPlan::Distinct(Distinct::All(input)) => self.distinct(input)?,
+            _ => return shape(),
         };
         let dialect = self.dialect()?;
-        plan.schema()
+        if let Some(field) = plan
+            .schema()
             .fields()
             .iter()
-            .all(|f| dialect.carries(f.data_type()))
-            .then_some(sql)
+            .find(|f| !dialect.carries(f.data_type()))
+        {
+            return Err(NotWritten(Some(Kept {
+                expr: field.name().clone(),
+                reason: format!(
+                    "{} does not return {} unchanged",
+                    dialect.display_name(),
+                    field.data_type()
+                ),
+            })));
+        }
+        Ok(sql)
     }
 
-    fn scan(&mut self, scan: &TableScan) -> Option<String> {
-        let table = managed_table(scan)?;
-        let target = (self.lookup)(&table)?;
+    fn scan(&mut self, scan: &TableScan) -> Writing<String> {
+        let Some(table) = managed_table(scan) else {
+            return shape();
+        };
+        let Some(target) = (self.lookup)(&table) else {
+            return shape();
+        };
         match &self.target {
             None => self.target = Some(target.clone()),
             Some(first) if first.same_context(&target) => {}
-            Some(_) => return None,
+            Some(_) => return shape(),
         }
         let dialect = target.dialect;
         let schema = table.schema_ref();
@@ -245,11 +451,12 @@ impl Writer<'_> {
         if columns.is_empty() {
             columns.push(format!("1 AS {}", output(0)));
         }
+        let table_columns = accel_plugin_api::embedded::pushdown::TableColumns(schema);
         let conditions = scan
             .filters
             .iter()
-            .map(|f| to_sql(f, schema, dialect))
-            .collect::<Option<Vec<_>>>()?;
+            .map(|f| self.predicate(f, &table_columns))
+            .collect::<Writing<Vec<_>>>()?;
         let mut sql = format!(
             "SELECT {} FROM {}",
             columns.join(", "),
@@ -259,58 +466,135 @@ impl Writer<'_> {
             sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
         }
         sql.push_str(&dialect.limit(scan.fetch, 0));
-        Some(sql)
+        Ok(sql)
     }
 
-    fn filter(&mut self, filter: &Filter, below: Position) -> Option<String> {
+    fn filter(&mut self, filter: &Filter, below: Position) -> Writing<String> {
         let input = self.plan(&filter.input, below)?;
-        let predicate = predicate_sql(
-            &filter.predicate,
-            &Positional(filter.input.schema()),
-            self.dialect()?,
-        )?;
-        Some(format!("SELECT * FROM ({input}) AS q WHERE {predicate}"))
+        let (predicate, subqueries) = self.with_subqueries(vec![filter.predicate.clone()])?;
+        let columns = WithSubqueries {
+            columns: &Positional(filter.input.schema()),
+            subqueries: &subqueries,
+        };
+        let predicate = self.predicate(&predicate[0], &columns)?;
+        Ok(format!("SELECT * FROM ({input}) AS q WHERE {predicate}"))
     }
 
-    fn projection(&mut self, projection: &Projection, below: Position) -> Option<String> {
-        let input = self.plan(&projection.input, below)?;
-        let columns = Positional(projection.input.schema());
-        if is_renaming(projection) {
-            return Some(input);
+    /// `exprs` with each uncorrelated scalar subquery in them (which DataFusion keeps as an
+    /// expression) written as a statement of this context and replaced by a placeholder
+    /// column that [`WithSubqueries`] spells as that statement. Only subqueries that return
+    /// at most one row: engines differ where more come back (SQLite takes the first).
+    fn with_subqueries(
+        &mut self,
+        exprs: Vec<Expr>,
+    ) -> Writing<(Vec<Expr>, Vec<(String, DataType)>)> {
+        let mut found: Vec<Subquery> = Vec::new();
+        for expr in &exprs {
+            let _ = expr.apply(|node| {
+                if let Expr::ScalarSubquery(subquery) = node
+                    && !found.contains(subquery)
+                {
+                    found.push(subquery.clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
         }
-        let mut values = projection
-            .expr
+        if found.is_empty() {
+            return Ok((exprs, vec![]));
+        }
+        let mut written = Vec::with_capacity(found.len());
+        for subquery in &found {
+            if !subquery.outer_ref_columns.is_empty() {
+                return shape();
+            }
+            if !at_most_one_row(&subquery.subquery) {
+                return Err(kept(
+                    &Expr::ScalarSubquery(subquery.clone()),
+                    "a scalar subquery that may return more than one row",
+                )
+                .into());
+            }
+            let sql = self.plan(&subquery.subquery, Position::OrderFree)?;
+            let Some(field) = subquery.subquery.schema().fields().first() else {
+                return shape();
+            };
+            written.push((
+                format!("(SELECT {} FROM ({sql}) AS s)", output(0)),
+                field.data_type().clone(),
+            ));
+        }
+        let exprs = exprs
+            .into_iter()
+            .map(|expr| {
+                expr.transform(|node| match &node {
+                    Expr::ScalarSubquery(subquery) => {
+                        let at = found.iter().position(|s| s == subquery).unwrap_or(0);
+                        Ok(Transformed::yes(Expr::Column(Column::new_unqualified(
+                            format!("{SUBQUERY_PLACEHOLDER}{at}"),
+                        ))))
+                    }
+                    _ => Ok(Transformed::no(node)),
+                })
+                .map(|t| t.data)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| NotWritten(None))?;
+        Ok((exprs, written))
+    }
+
+    fn projection(&mut self, projection: &Projection, position: Position) -> Writing<String> {
+        // a projection of sorted rows (e.g. ORDER BY a value not selected) at the root: one
+        // SELECT that sorts, so the order holds
+        if is_renaming(projection) {
+            return self.plan(&projection.input, position);
+        }
+        if position == Position::Root
+            && let Some((sort, fetch, skip)) = sorted(&projection.input)
+        {
+            return self.sort(sort, position, fetch, skip, Some(projection));
+        }
+        let input = self.plan(&projection.input, position.below_row_by_row())?;
+        let values = self.select_list(projection)?;
+        Ok(format!("SELECT {values} FROM ({input}) AS q"))
+    }
+
+    /// The values of a projection, named `c0…`.
+    fn select_list(&mut self, projection: &Projection) -> Writing<String> {
+        let (exprs, subqueries) = self.with_subqueries(projection.expr.clone())?;
+        let columns = WithSubqueries {
+            columns: &Positional(projection.input.schema()),
+            subqueries: &subqueries,
+        };
+        let mut values = exprs
             .iter()
             .enumerate()
-            .map(|(i, e)| Some(format!("{} AS {}", self.value(e, &columns)?, output(i))))
-            .collect::<Option<Vec<_>>>()?;
+            .map(|(i, e)| Ok(format!("{} AS {}", self.value(e, &columns)?, output(i))))
+            .collect::<Writing<Vec<_>>>()?;
         if values.is_empty() {
             // no columns (e.g. under `count(*)`): SQL needs one, nothing reads it
             values.push(format!("1 AS {}", output(0)));
         }
-        Some(format!("SELECT {} FROM ({input}) AS q", values.join(", ")))
+        Ok(values.join(", "))
     }
 
-    fn aggregate(&mut self, aggregate: &Aggregate) -> Option<String> {
+    fn aggregate(&mut self, aggregate: &Aggregate) -> Writing<String> {
         let input = self.plan(&aggregate.input, Position::OrderFree)?;
-        let dialect = self.dialect()?;
         let columns = Positional(aggregate.input.schema());
         let groups = aggregate
             .group_expr
             .iter()
             .map(|e| {
-                let Expr::Column(column) = e else {
-                    return None;
-                };
-                let (sql, data_type) = columns.column(column)?;
-                dialect.compares_like_datafusion(&data_type).then_some(sql)
+                if matches!(e, Expr::GroupingSet(_)) {
+                    return shape();
+                }
+                Ok(self.compared(e, &columns)?.sql)
             })
-            .collect::<Option<Vec<_>>>()?;
+            .collect::<Writing<Vec<_>>>()?;
         let aggregates = aggregate
             .aggr_expr
             .iter()
             .map(|e| self.aggregate_call(e, &columns))
-            .collect::<Option<Vec<_>>>()?;
+            .collect::<Writing<Vec<_>>>()?;
         let values: Vec<String> = groups
             .iter()
             .chain(&aggregates)
@@ -322,22 +606,26 @@ impl Writer<'_> {
             sql.push_str(&format!(" GROUP BY {}", groups.join(", ")));
         }
         self.pushes_work = true;
-        Some(sql)
+        Ok(sql)
     }
 
-    /// `count`, `sum`, `avg`, `min`, `max` of a column (or `count(*)`), plain or DISTINCT,
+    /// `count`, `sum`, `avg`, `min`, `max` of a value (or `count(*)`), plain or DISTINCT,
     /// with no FILTER or ORDER BY.
-    fn aggregate_call(&self, expr: &Expr, columns: &dyn ColumnNames) -> Option<String> {
+    fn aggregate_call(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<String> {
         let dialect = self.dialect()?;
+        let engine = dialect.display_name();
         let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(expr) else {
-            return None;
+            return shape();
         };
-        if params.filter.is_some()
-            || !params.order_by.is_empty()
-            || params.null_treatment.is_some()
-            || params.args.len() != 1
-        {
-            return None;
+        if params.filter.is_some() || !params.order_by.is_empty() {
+            return Err(kept(
+                expr,
+                "aggregates with FILTER or ORDER BY stay in DataFusion",
+            )
+            .into());
+        }
+        if params.null_treatment.is_some() || params.args.len() != 1 {
+            return shape();
         }
         let name = func.name();
         let distinct = if params.distinct { "DISTINCT " } else { "" };
@@ -346,115 +634,231 @@ impl Writer<'_> {
             && !params.distinct
             && matches!(argument, Expr::Literal(value, _) if !value.is_null())
         {
-            return Some("count(*)".to_owned());
+            return Ok("count(*)".to_owned());
         }
         // `avg` of integers: DataFusion averages them as DOUBLE (and says so with a cast)
         let (argument, as_double) = match argument {
-            Expr::Cast(cast) if cast.field.data_type() == &DataType::Float64 => {
+            Expr::Cast(cast) if name == "avg" && cast.field.data_type() == &DataType::Float64 => {
                 (cast.expr.as_ref(), true)
             }
             other => (other, false),
         };
-        let Expr::Column(column) = argument else {
-            return None;
-        };
-        let (column, data_type) = columns.column(column)?;
-        if as_double && !(data_type.is_integer() && dialect.carries(&data_type)) {
-            return None;
+        let written = self.expression(argument, columns)?;
+        let data_type = &written.data_type;
+        if as_double && !(data_type.is_integer() && dialect.carries(data_type)) {
+            return Err(kept(expr, format!("avg of {data_type}")).into());
         }
-        let column = if as_double {
-            format!("CAST({column} AS DOUBLE)")
+        let value = if as_double {
+            format!("CAST({} AS DOUBLE)", written.sql)
         } else {
-            column
+            written.sql.clone()
         };
+        let refused = |why: String| Err(NotWritten(Some(kept(expr, why))));
         // -0.0 and 0.0 are one value to the engines, two to DataFusion
-        let compared = dialect.compares_like_datafusion(&data_type);
+        let compared = dialect.compares_like_datafusion(data_type);
         if params.distinct && !compared {
-            return None;
+            return refused(format!(
+                "{engine} tells {data_type} values apart differently"
+            ));
+        }
+        if !dialect.carries(data_type) {
+            return refused(format!("{engine} does not return {data_type} unchanged"));
         }
         // Sums with DataFusion's meaning: integers wrap around on overflow (the dialect writes
-        // that), floats reach NaN and ±inf (only where the engine's sums do too).
-        if name == "sum" && data_type.is_integer() && !as_double {
-            if !dialect.carries(&data_type) {
-                return None;
-            }
-            return dialect.integer_sum(&column, params.distinct, &data_type);
+        // that), floats reach NaN and ±inf (only where the engine's sums do too), decimals are
+        // exact.
+        if name == "sum" && data_type.is_integer() {
+            return match dialect.integer_sum(&value, params.distinct, data_type) {
+                Some(sql) => Ok(sql),
+                None => refused(format!(
+                    "{engine} cannot sum {distinct}{data_type} wrapping around as DataFusion does"
+                )),
+            };
         }
         let allowed = match name {
-            "count" => dialect.carries(&data_type),
+            "count" => true,
             "min" | "max" => compared,
-            "sum" | "avg" => {
-                dialect.carries(&data_type)
-                    && (data_type.is_integer()
-                        || (data_type.is_floating() && dialect.sums_floats_like_datafusion()))
+            "sum" if is_decimal(data_type) => dialect.decimal_arithmetic(),
+            "avg" if is_decimal(data_type) => {
+                let output = func.return_type(std::slice::from_ref(data_type)).ok();
+                return match output.and_then(|output| {
+                    dialect.decimal_avg(&value, params.distinct, data_type, &output)
+                }) {
+                    Some(sql) => Ok(sql),
+                    None => refused(format!(
+                        "avg of decimals: {engine} does not truncate to DataFusion's scale"
+                    )),
+                };
             }
-            _ => false,
+            "sum" | "avg" => {
+                data_type.is_integer()
+                    || (data_type.is_floating() && dialect.sums_floats_like_datafusion())
+            }
+            _ => {
+                return refused(format!(
+                    "{engine} has no translation of the aggregate {name}"
+                ));
+            }
         };
-        allowed.then(|| format!("{name}({distinct}{column})"))
+        if !allowed {
+            return refused(format!(
+                "{engine} computes {name} of {data_type} differently"
+            ));
+        }
+        Ok(format!("{name}({distinct}{value})"))
     }
 
-    fn join(&mut self, join: &Join) -> Option<String> {
+    fn join(&mut self, join: &Join) -> Writing<String> {
+        if join.null_equality != NullEquality::NullEqualsNothing {
+            return shape();
+        }
+        let left = self.plan(&join.left, Position::OrderFree)?;
+        let right = self.plan(&join.right, Position::OrderFree)?;
+        let columns = JoinColumns {
+            left: join.left.schema(),
+            right: join.right.schema(),
+        };
+        let keys = join
+            .on
+            .iter()
+            .map(|(l, r)| {
+                let l = self.compared(l, &columns)?;
+                let r = self.compared(r, &columns)?;
+                if !same_family(&l.data_type, &r.data_type) {
+                    return shape();
+                }
+                Ok((l.sql, r.sql))
+            })
+            .collect::<Writing<Vec<_>>>()?;
+        let mut conditions: Vec<String> = keys.iter().map(|(l, r)| format!("{l} = {r}")).collect();
+        if let Some(filter) = &join.filter {
+            conditions.push(self.predicate(filter, &columns)?);
+        }
+        let condition = if conditions.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            conditions.join(" AND ")
+        };
+        let left_width = join.left.schema().fields().len();
+        let right_width = join.right.schema().fields().len();
+        self.pushes_work = true;
         let kind = match join.join_type {
             JoinType::Inner => "INNER",
             JoinType::Left => "LEFT",
             JoinType::Right => "RIGHT",
             JoinType::Full => "FULL",
-            _ => return None,
+            JoinType::LeftSemi | JoinType::LeftAnti | JoinType::RightSemi | JoinType::RightAnti => {
+                return self.semi_join(join, &left, &right, &keys, &condition);
+            }
+            JoinType::LeftMark | JoinType::RightMark => return shape(),
         };
-        if join.on.is_empty()
-            || join.null_aware
-            || join.null_equality != NullEquality::NullEqualsNothing
-        {
-            return None;
+        if join.null_aware {
+            return shape();
         }
-        let left = self.plan(&join.left, Position::OrderFree)?;
-        let right = self.plan(&join.right, Position::OrderFree)?;
-        let dialect = self.dialect()?;
-        let columns = JoinColumns {
-            left: join.left.schema(),
-            right: join.right.schema(),
-        };
-        let mut conditions = join
-            .on
-            .iter()
-            .map(|(l, r)| {
-                let (Expr::Column(l), Expr::Column(r)) = (l, r) else {
-                    return None;
-                };
-                let (l, lt) = columns.column(l)?;
-                let (r, rt) = columns.column(r)?;
-                (dialect.compares_like_datafusion(&lt) && same_family(&lt, &rt))
-                    .then(|| format!("{l} = {r}"))
-            })
-            .collect::<Option<Vec<_>>>()?;
-        if let Some(filter) = &join.filter {
-            conditions.push(predicate_sql(filter, &columns, dialect)?);
-        }
-        let left_width = join.left.schema().fields().len();
-        let values: Vec<String> = (0..left_width)
-            .map(|i| format!("l.{} AS {}", output(i), output(i)))
-            .chain(
-                (0..join.right.schema().fields().len())
-                    .map(|i| format!("r.{} AS {}", output(i), output(left_width + i))),
-            )
-            .collect();
-        self.pushes_work = true;
-        Some(format!(
-            "SELECT {} FROM ({left}) AS l {kind} JOIN ({right}) AS r ON {}",
-            values.join(", "),
-            conditions.join(" AND ")
+        let mut values = side_columns("l", left_width, 0);
+        values.extend(side_columns("r", right_width, left_width));
+        Ok(format!(
+            "SELECT {} FROM ({left}) AS l {kind} JOIN ({right}) AS r ON {condition}",
+            select_list_of(values)
         ))
     }
 
-    /// A sort, with the window of a limit above it (`limit`, `skip`) folded in: a limit over
-    /// a subquery would not keep the subquery's order.
+    /// Semi and anti joins keep the rows of one side that have (have no) match on the other:
+    /// `[NOT] EXISTS`; the null-aware anti join of `x NOT IN (subquery)` is SQL's `NOT IN`,
+    /// NULL rules included.
+    fn semi_join(
+        &self,
+        join: &Join,
+        left: &str,
+        right: &str,
+        keys: &[(String, String)],
+        condition: &str,
+    ) -> Writing<String> {
+        let keep_left = matches!(join.join_type, JoinType::LeftSemi | JoinType::LeftAnti);
+        let anti = matches!(join.join_type, JoinType::LeftAnti | JoinType::RightAnti);
+        let (kept_sql, kept_side, other_sql, other_side, width) = if keep_left {
+            (left, "l", right, "r", join.left.schema().fields().len())
+        } else {
+            (right, "r", left, "l", join.right.schema().fields().len())
+        };
+        let values = select_list_of(side_columns(kept_side, width, 0));
+        let head = format!("SELECT {values} FROM ({kept_sql}) AS {kept_side}");
+        if join.null_aware {
+            let ([(l, r)], true, true) = (keys, anti, keep_left) else {
+                return shape();
+            };
+            let filter = match &join.filter {
+                Some(filter) => format!(
+                    " WHERE {}",
+                    self.predicate(
+                        filter,
+                        &JoinColumns {
+                            left: join.left.schema(),
+                            right: join.right.schema(),
+                        }
+                    )?
+                ),
+                None => String::new(),
+            };
+            return Ok(format!(
+                "{head} WHERE {l} NOT IN (SELECT {r} FROM ({other_sql}) AS {other_side}{filter})"
+            ));
+        }
+        let not = if anti { "NOT " } else { "" };
+        Ok(format!(
+            "{head} WHERE {not}EXISTS (SELECT 1 FROM ({other_sql}) AS {other_side} WHERE {condition})"
+        ))
+    }
+
+    fn union(&mut self, union: &Union) -> Writing<String> {
+        let parts = union
+            .inputs
+            .iter()
+            .map(|input| {
+                Ok(format!(
+                    "SELECT * FROM ({}) AS q",
+                    self.plan(input, Position::OrderFree)?
+                ))
+            })
+            .collect::<Writing<Vec<_>>>()?;
+        self.pushes_work = true;
+        Ok(parts.join(" UNION ALL "))
+    }
+
+    fn distinct(&mut self, input: &LogicalPlan) -> Writing<String> {
+        let sql = self.plan(input, Position::OrderFree)?;
+        let dialect = self.dialect()?;
+        if let Some(field) = input
+            .schema()
+            .fields()
+            .iter()
+            .find(|f| !dialect.compares_like_datafusion(f.data_type()))
+        {
+            return Err(NotWritten(Some(Kept {
+                expr: format!("DISTINCT {}", field.name()),
+                reason: format!(
+                    "{} tells {} values apart differently",
+                    dialect.display_name(),
+                    field.data_type()
+                ),
+            })));
+        }
+        self.pushes_work = true;
+        Ok(format!("SELECT DISTINCT * FROM ({sql}) AS q"))
+    }
+
+    /// A sort, with the window of a limit above it (`limit`, `skip`) folded in (a limit over
+    /// a subquery would not keep the subquery's order), and the projection above both
+    /// (`select`) at the root. Keys name the input's columns as `q.…`, apart from the
+    /// projection's output names.
     fn sort(
         &mut self,
         sort: &Sort,
         position: Position,
         limit: Option<usize>,
         skip: usize,
-    ) -> Option<String> {
+        select: Option<&Projection>,
+    ) -> Writing<String> {
         let fetch = match (sort.fetch, limit) {
             (Some(f), Some(n)) => Some(f.saturating_sub(skip).min(n)),
             (Some(f), None) => Some(f.saturating_sub(skip)),
@@ -462,13 +866,13 @@ impl Writer<'_> {
         };
         match position {
             Position::Root => {}
-            Position::OrderMatters => return None,
-            Position::OrderFree if fetch.is_none() => return None,
+            Position::OrderMatters => return shape(),
+            Position::OrderFree if fetch.is_none() => return shape(),
             Position::OrderFree => {}
         }
         let input = self.plan(&sort.input, Position::OrderFree)?;
         let dialect = self.dialect()?;
-        let columns = Positional(sort.input.schema());
+        let columns = Qualified(sort.input.schema());
         let keys = sort
             .expr
             .iter()
@@ -478,57 +882,44 @@ impl Writer<'_> {
                      asc,
                      nulls_first,
                  }| {
-                    let Expr::Column(column) = expr else {
-                        return None;
-                    };
-                    let (sql, data_type) = columns.column(column)?;
-                    dialect.compares_like_datafusion(&data_type).then(|| {
-                        format!(
-                            "{sql} {} NULLS {}",
-                            if *asc { "ASC" } else { "DESC" },
-                            if *nulls_first { "FIRST" } else { "LAST" }
-                        )
-                    })
+                    let key = self.compared(expr, &columns)?;
+                    Ok(format!(
+                        "{} {} NULLS {}",
+                        key.sql,
+                        if *asc { "ASC" } else { "DESC" },
+                        if *nulls_first { "FIRST" } else { "LAST" }
+                    ))
                 },
             )
-            .collect::<Option<Vec<_>>>()?;
+            .collect::<Writing<Vec<_>>>()?;
+        let values = match select {
+            Some(projection) => self.select_list(projection)?,
+            None => "*".to_owned(),
+        };
         self.pushes_work = true;
-        Some(format!(
-            "SELECT * FROM ({input}) AS q ORDER BY {}{}",
+        Ok(format!(
+            "SELECT {values} FROM ({input}) AS q ORDER BY {}{}",
             keys.join(", "),
             dialect.limit(fetch, skip)
         ))
     }
 
-    fn limit(&mut self, limit: &Limit, position: Position) -> Option<String> {
-        let SkipType::Literal(skip) = limit.get_skip_type().ok()? else {
-            return None;
+    fn limit(&mut self, limit: &Limit, position: Position) -> Writing<String> {
+        let Ok(SkipType::Literal(skip)) = limit.get_skip_type() else {
+            return shape();
         };
-        let fetch = match limit.get_fetch_type().ok()? {
-            FetchType::Literal(fetch) => fetch,
-            FetchType::UnsupportedExpr => return None,
+        let fetch = match limit.get_fetch_type() {
+            Ok(FetchType::Literal(fetch)) => fetch,
+            _ => return shape(),
         };
         if let LogicalPlan::Sort(sort) = limit.input.as_ref() {
-            return self.sort(sort, position, fetch, skip);
+            return self.sort(sort, position, fetch, skip, None);
         }
         let input = self.plan(&limit.input, position.below_row_by_row())?;
-        Some(format!(
+        Ok(format!(
             "SELECT * FROM ({input}) AS q{}",
             self.dialect()?.limit(fetch, skip)
         ))
-    }
-
-    /// A column, a literal, or a predicate.
-    fn value(&self, expr: &Expr, columns: &dyn ColumnNames) -> Option<String> {
-        let dialect = self.dialect()?;
-        match unalias(expr) {
-            Expr::Column(column) => {
-                let (sql, data_type) = columns.column(column)?;
-                dialect.carries(&data_type).then_some(sql)
-            }
-            Expr::Literal(value, _) if !value.is_null() => dialect.literal(value),
-            other => predicate_sql(other, columns, dialect),
-        }
     }
 }
 

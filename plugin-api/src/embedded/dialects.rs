@@ -5,6 +5,7 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 
+use crate::embedded::expression::{Written, decimal_text, integer_range, is_decimal};
 use crate::embedded::pushdown::{
     SqlDialect, date_value, integer_value, is_string, quote_string, string_value,
 };
@@ -18,25 +19,155 @@ pub fn dialect_named(name: &str) -> Option<&'static dyn SqlDialect> {
     }
 }
 
-/// DuckDB: compares integers, booleans, strings (UTF-8 bytes) and dates exactly as DataFusion
-/// does; its `LIKE` is case-sensitive like DataFusion's.
+/// DuckDB: compares integers, decimals, booleans, strings (UTF-8 bytes) and dates exactly as
+/// DataFusion does; its `LIKE` is case-sensitive like DataFusion's; floats follow IEEE 754
+/// (`1.0 / 0` is `inf`); integer arithmetic fails on overflow where DataFusion wraps around,
+/// so overflowing forms are computed in `HUGEINT` and wrapped ([`DuckDbDialect::wrapping`]).
+/// Checked against DuckDB 2.0 (the bundled library) by the unit tests below and the
+/// differential tests of `tests/`.
 pub struct DuckDbDialect;
+
+/// 2^bits as a decimal literal.
+fn power_of_two(bits: u32) -> String {
+    (1u128 << bits).to_string()
+}
+
+impl DuckDbDialect {
+    /// DuckDB's name of a type, where it holds DataFusion's values of it.
+    pub fn type_name(data_type: &DataType) -> Option<String> {
+        Some(match data_type {
+            DataType::Boolean => "BOOLEAN".into(),
+            DataType::Int8 => "TINYINT".into(),
+            DataType::Int16 => "SMALLINT".into(),
+            DataType::Int32 => "INTEGER".into(),
+            DataType::Int64 => "BIGINT".into(),
+            DataType::UInt8 => "UTINYINT".into(),
+            DataType::UInt16 => "USMALLINT".into(),
+            DataType::UInt32 => "UINTEGER".into(),
+            DataType::UInt64 => "UBIGINT".into(),
+            DataType::Float32 => "FLOAT".into(),
+            DataType::Float64 => "DOUBLE".into(),
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "VARCHAR".into(),
+            DataType::Date32 => "DATE".into(),
+            DataType::Decimal128(p, s) if *p <= 38 && *s >= 0 => format!("DECIMAL({p},{s})"),
+            _ => return None,
+        })
+    }
+}
 
 impl SqlDialect for DuckDbDialect {
     fn name(&self) -> &str {
         "duckdb"
     }
 
+    fn display_name(&self) -> &str {
+        "DuckDB"
+    }
+
     fn compares_like_datafusion(&self, ty: &DataType) -> bool {
-        ty.is_integer() || is_string(ty) || matches!(ty, DataType::Boolean | DataType::Date32)
+        ty.is_integer()
+            || is_string(ty)
+            || matches!(
+                ty,
+                DataType::Boolean | DataType::Date32 | DataType::Decimal128(_, _)
+            )
     }
 
     fn literal(&self, value: &ScalarValue) -> Option<String> {
         match value {
             ScalarValue::Boolean(Some(v)) => Some(if *v { "TRUE" } else { "FALSE" }.to_owned()),
             ScalarValue::Date32(_) => date_value(value).map(|d| format!("DATE '{d}'")),
+            // `{:?}` prints the shortest text that reads back as the same value (NaN, inf)
+            ScalarValue::Float64(Some(v)) => Some(format!("CAST('{v:?}' AS DOUBLE)")),
+            ScalarValue::Float32(Some(v)) => Some(format!("CAST('{v:?}' AS FLOAT)")),
+            ScalarValue::Decimal128(Some(v), p, s) if *p <= 38 && *s >= 0 => Some(format!(
+                "CAST('{}' AS DECIMAL({p},{s}))",
+                decimal_text(*v, *s)
+            )),
             _ => integer_value(value).or_else(|| string_value(value).map(|s| quote_string(&s))),
         }
+    }
+
+    /// Integers to integers they fit (the caller knows they do), to floats and text; floats
+    /// to integers truncated (DuckDB's own cast rounds); decimals to decimals of no smaller
+    /// scale or integer part; floats widened. Nothing else: text to numbers or dates parses
+    /// differently, decimals to integers round.
+    fn cast(&self, value: &Written, to: &DataType) -> Option<String> {
+        let from = &value.data_type;
+        let sql = &value.sql;
+        if from == to || (is_string(from) && is_string(to)) {
+            return Some(sql.clone());
+        }
+        let name = Self::type_name(to)?;
+        let ok = match (from, to) {
+            (f, t) if f.is_integer() && (t.is_integer() || t.is_floating() || is_string(t)) => true,
+            (f, DataType::Decimal128(_, _)) if f.is_integer() => true,
+            (DataType::Float32, DataType::Float64) => true,
+            // both divide the unscaled value, as a double, by 10^scale
+            (DataType::Decimal128(p, s), t) if t == &DataType::Float64 && *p <= 15 && *s >= 0 => {
+                true
+            }
+            (f, t) if f.is_floating() && t.is_integer() => {
+                return Some(format!("CAST(trunc({sql}) AS {name})"));
+            }
+            (DataType::Decimal128(fp, fs), DataType::Decimal128(tp, ts)) => {
+                ts >= fs && i16::from(*tp) - i16::from(*ts) >= i16::from(*fp) - i16::from(*fs)
+            }
+            _ => false,
+        };
+        ok.then(|| format!("CAST({sql} AS {name})"))
+    }
+
+    /// Computed exactly in `HUGEINT` (products of two 64-bit values fit), then reduced modulo
+    /// 2^bits into the type's range: DataFusion's wrapping result.
+    fn wrapping(&self, left: &str, op: &str, right: &str, data_type: &DataType) -> Option<String> {
+        let (min, _) = integer_range(data_type)?;
+        let name = Self::type_name(data_type)?;
+        let bits = match data_type {
+            DataType::Int8 | DataType::UInt8 => 8,
+            DataType::Int16 | DataType::UInt16 => 16,
+            DataType::Int32 | DataType::UInt32 => 32,
+            _ => 64,
+        };
+        let exact = format!("(CAST({left} AS HUGEINT) {op} CAST({right} AS HUGEINT))");
+        let modulus = power_of_two(bits);
+        Some(if min < 0 {
+            let half = power_of_two(bits - 1);
+            format!(
+                "CAST(((({exact} + {half}) % {modulus} + {modulus}) % {modulus} - {half}) AS {name})"
+            )
+        } else {
+            format!("CAST((({exact} % {modulus} + {modulus}) % {modulus}) AS {name})")
+        })
+    }
+
+    /// `//`: DuckDB's `/` on integers gives a DOUBLE; `//` truncates toward zero.
+    fn integer_division(&self, left: &str, right: &str) -> String {
+        format!("({left} // {right})")
+    }
+
+    fn float_arithmetic_like_datafusion(&self) -> bool {
+        true
+    }
+
+    fn decimal_arithmetic(&self) -> bool {
+        true
+    }
+
+    fn concatenates_like_datafusion(&self) -> bool {
+        true
+    }
+
+    /// DuckDB adds months clamping to the month's end (Jan 31 + 1 month = Feb 29), as
+    /// DataFusion does; a date plus an interval is a TIMESTAMP, so it is cast back.
+    fn date_plus(&self, date: &str, months: i32, days: i32) -> Option<String> {
+        Some(format!(
+            "CAST(({date} + to_months({months}) + to_days({days})) AS DATE)"
+        ))
+    }
+
+    fn function(&self, name: &str, args: &[Written], returns: &DataType) -> Result<String, String> {
+        duckdb_function(self, name, args, returns)
     }
 
     fn like(&self, column: &str, pattern: &str, negated: bool) -> Option<String> {
@@ -65,6 +196,109 @@ impl SqlDialect for DuckDbDialect {
     fn sums_floats_like_datafusion(&self) -> bool {
         true
     }
+
+    /// DuckDB's own `avg` of decimals is a DOUBLE: the sum's unscaled value (a HUGEINT) is
+    /// scaled to the output's scale and divided with `//`, which truncates toward zero as
+    /// DataFusion's decimal average does, then made a decimal again.
+    fn decimal_avg(
+        &self,
+        argument: &str,
+        distinct: bool,
+        input: &DataType,
+        output: &DataType,
+    ) -> Option<String> {
+        let (DataType::Decimal128(_, scale), DataType::Decimal128(p, s)) = (input, output) else {
+            return None;
+        };
+        if *scale < 0 || s < scale || *p > 38 {
+            return None;
+        }
+        let power = |n: i8| format!("1{}", "0".repeat(usize::from(n.unsigned_abs())));
+        let distinct = if distinct { "DISTINCT " } else { "" };
+        let unscaled = format!(
+            "CAST(sum({distinct}{argument}) * {} AS HUGEINT)",
+            power(*scale)
+        );
+        let quotient = format!(
+            "(({unscaled} * {}) // count({distinct}{argument}))",
+            power(s - scale)
+        );
+        let unit = format!("CAST('{}' AS DECIMAL({},{s}))", decimal_text(1, *s), s + 1);
+        Some(format!(
+            "CAST(CAST({quotient} AS DECIMAL(38,0)) * {unit} AS DECIMAL({p},{s}))"
+        ))
+    }
+}
+
+/// The scalar functions DuckDB computes as DataFusion does, each checked against both.
+fn duckdb_function(
+    dialect: &DuckDbDialect,
+    name: &str,
+    args: &[Written],
+    returns: &DataType,
+) -> Result<String, String> {
+    let sql: Vec<&str> = args.iter().map(|a| a.sql.as_str()).collect();
+    let all_strings = args.iter().all(|a| is_string(&a.data_type));
+    let int_literal = |i: usize| {
+        args.get(i)
+            .and_then(|a| a.literal.as_ref())
+            .and_then(crate::embedded::expression::integer_literal)
+    };
+    match (name, args.len()) {
+        ("abs", 1)
+            if args[0].data_type.is_integer()
+                || args[0].data_type.is_floating()
+                || is_decimal(&args[0].data_type) =>
+        {
+            Ok(format!("abs({})", sql[0]))
+        }
+        ("coalesce", n) if n > 0 => Ok(format!("coalesce({})", sql.join(", "))),
+        ("nullif", 2) if dialect.compares_like_datafusion(&args[0].data_type) => {
+            Ok(format!("nullif({}, {})", sql[0], sql[1]))
+        }
+        ("character_length" | "length" | "char_length", 1) if all_strings => {
+            Ok(format!("length({})", sql[0]))
+        }
+        // DataFusion counts a start below 1 as positions before the string; DuckDB counts
+        // it from the end: only starts from 1 and lengths from 0
+        ("substr" | "substring", 2 | 3) if is_string(&args[0].data_type) => {
+            let start_ok = int_literal(1).is_some_and(|s| s >= 1);
+            let length_ok = args.len() == 2 || int_literal(2).is_some_and(|n| n >= 0);
+            if start_ok && length_ok {
+                Ok(format!("substr({})", sql.join(", ")))
+            } else {
+                Err("substr with a start below 1 or a negative length counts from the end in DuckDB".into())
+            }
+        }
+        // one argument: both trim spaces only
+        ("btrim" | "trim" | "ltrim" | "rtrim", 1) if all_strings => {
+            let function = if name == "btrim" { "trim" } else { name };
+            Ok(format!("{function}({})", sql[0]))
+        }
+        ("concat", n) if n > 0 && all_strings => Ok(format!("concat({})", sql.join(", "))),
+        ("starts_with" | "ends_with", 2) if all_strings => {
+            Ok(format!("{name}({}, {})", sql[0], sql[1]))
+        }
+        ("date_part" | "datepart", 2) if args[1].data_type == DataType::Date32 => {
+            let field = args[0]
+                .literal
+                .as_ref()
+                .and_then(string_value)
+                .map(|f| f.to_ascii_lowercase());
+            match field.as_deref() {
+                Some(field @ ("year" | "month" | "day" | "quarter" | "dow" | "doy" | "week"))
+                    if returns.is_integer() =>
+                {
+                    Ok(format!("date_part('{field}', {})", sql[1]))
+                }
+                _ => Err("date_part of this field differs in DuckDB".into()),
+            }
+        }
+        ("upper" | "lower", _) => Err(format!(
+            "DuckDB folds case differently from DataFusion outside ASCII ('ß', 'ǅ'): {name} stays in DataFusion"
+        )),
+        _ => Err(format!("DuckDB has no translation of {name} here")),
+    }
 }
 
 /// SQLite: compares integers and booleans (stored 0/1) as numbers, text with its BINARY
@@ -76,6 +310,48 @@ pub struct SqliteDialect;
 impl SqlDialect for SqliteDialect {
     fn name(&self) -> &str {
         "sqlite"
+    }
+
+    fn display_name(&self) -> &str {
+        "SQLite"
+    }
+
+    /// SQLite's integers are all 64-bit: a value that fits the target type is itself.
+    fn cast(&self, value: &Written, to: &DataType) -> Option<String> {
+        let from = &value.data_type;
+        let same = from == to
+            || (is_string(from) && is_string(to))
+            || (from.is_integer() && to.is_integer() && *to != DataType::UInt64);
+        same.then(|| value.sql.clone())
+    }
+
+    fn distinct_from(&self, left: &str, right: &str, negated: bool) -> String {
+        let is = if negated { "IS" } else { "IS NOT" };
+        format!("({left} {is} {right})")
+    }
+
+    /// SQLite's text functions stop at a NUL byte, and its `abs` of the least integer fails
+    /// (excluded by the caller): only these.
+    fn function(
+        &self,
+        name: &str,
+        args: &[Written],
+        _returns: &DataType,
+    ) -> Result<String, String> {
+        let sql: Vec<&str> = args.iter().map(|a| a.sql.as_str()).collect();
+        match (name, args.len()) {
+            ("abs", 1) if args[0].data_type.is_integer() => Ok(format!("abs({})", sql[0])),
+            ("coalesce", n) if n > 0 => Ok(format!("coalesce({})", sql.join(", "))),
+            ("nullif", 2) if self.compares_like_datafusion(&args[0].data_type) => {
+                Ok(format!("nullif({}, {})", sql[0], sql[1]))
+            }
+            ("upper" | "lower", _) => Err(format!(
+                "SQLite folds case of ASCII letters only, DataFusion of all: {name} stays in DataFusion"
+            )),
+            _ => Err(format!(
+                "SQLite has no translation of {name} with DataFusion's meaning"
+            )),
+        }
     }
 
     fn compares_like_datafusion(&self, ty: &DataType) -> bool {
@@ -233,6 +509,119 @@ mod tests {
         assert_eq!(
             to_sql_in(&SqliteDialect, &col("u").gt(lit(7u64)), &schema()).unwrap(),
             "(\"u\" > 7)"
+        );
+    }
+
+    fn numbers() -> Schema {
+        Schema::new(vec![
+            Field::new("k", DataType::Int32, true),
+            Field::new("a", DataType::Int64, true),
+            Field::new("f", DataType::Float64, true),
+            Field::new("s", DataType::Utf8, true),
+            Field::new("m", DataType::Decimal128(15, 2), true),
+        ])
+    }
+
+    fn written(dialect: &dyn SqlDialect, expr: &Expr) -> Result<String, String> {
+        use crate::embedded::expression::expression_sql;
+        use crate::embedded::pushdown::TableColumns;
+        let schema = numbers();
+        expression_sql(expr, &TableColumns(&schema), dialect)
+            .map(|w| w.sql)
+            .map_err(|kept| kept.to_string())
+    }
+
+    #[test]
+    fn arithmetic_that_cannot_overflow_is_written_plainly() {
+        use datafusion::logical_expr::cast;
+        // `k + 1` on INT is `CAST(k AS BIGINT) + 1` in DataFusion: it cannot overflow
+        let plus_one = cast(col("k"), DataType::Int64) + lit(1i64);
+        assert_eq!(
+            written(&DuckDbDialect, &plus_one).unwrap(),
+            "(CAST(\"k\" AS BIGINT) + 1)"
+        );
+        assert_eq!(written(&SqliteDialect, &plus_one).unwrap(), "(\"k\" + 1)");
+        let remainder = (col("a") % lit(3i64)).eq(lit(0i64));
+        assert_eq!(
+            written(&SqliteDialect, &remainder).unwrap(),
+            "((\"a\" % 3) = 0)"
+        );
+    }
+
+    #[test]
+    fn arithmetic_that_may_overflow_wraps_around_like_datafusion_or_stays() {
+        let sum = col("a") + col("a");
+        let duck = written(&DuckDbDialect, &sum).unwrap();
+        assert_eq!(
+            duck,
+            "CAST(((((CAST(\"a\" AS HUGEINT) + CAST(\"a\" AS HUGEINT)) + 9223372036854775808) \
+             % 18446744073709551616 + 18446744073709551616) % 18446744073709551616 \
+             - 9223372036854775808) AS BIGINT)"
+        );
+        let lite = written(&SqliteDialect, &sum).unwrap_err();
+        assert!(lite.contains("wraps around and SQLite does not"), "{lite}");
+        let square = col("k") * col("k");
+        assert!(
+            written(&DuckDbDialect, &square)
+                .unwrap()
+                .ends_with("% 4294967296 - 2147483648) AS INTEGER)")
+        );
+    }
+
+    #[test]
+    fn division_only_where_the_divisor_cannot_be_zero_or_minus_one() {
+        let halves = col("a") / lit(2i64);
+        assert_eq!(written(&DuckDbDialect, &halves).unwrap(), "(\"a\" // 2)");
+        assert_eq!(written(&SqliteDialect, &halves).unwrap(), "(\"a\" / 2)");
+        let by_column = col("a") / col("a");
+        assert!(
+            written(&DuckDbDialect, &by_column)
+                .unwrap_err()
+                .contains("divisor may be 0")
+        );
+        let by_minus_one = col("a") % lit(-1i64);
+        assert!(
+            written(&DuckDbDialect, &by_minus_one)
+                .unwrap_err()
+                .contains("by -1")
+        );
+    }
+
+    #[test]
+    fn casts_floats_decimals_and_functions() {
+        use datafusion::functions::expr_fn::{substr, upper};
+        use datafusion::logical_expr::cast;
+        let truncated = cast(col("f"), DataType::Int32);
+        assert_eq!(
+            written(&DuckDbDialect, &truncated).unwrap(),
+            "CAST(trunc(\"f\") AS INTEGER)"
+        );
+        assert!(written(&SqliteDialect, &truncated).is_err());
+        assert_eq!(
+            written(&DuckDbDialect, &lit(f64::NAN)).unwrap(),
+            "CAST('NaN' AS DOUBLE)"
+        );
+        assert_eq!(
+            written(
+                &DuckDbDialect,
+                &lit(ScalarValue::Decimal128(Some(-5), 15, 2))
+            )
+            .unwrap(),
+            "CAST('-0.05' AS DECIMAL(15,2))"
+        );
+        let product = col("m") * col("m");
+        assert_eq!(
+            written(&DuckDbDialect, &product).unwrap(),
+            "(CAST(\"m\" AS DECIMAL(38,2)) * CAST(\"m\" AS DECIMAL(38,2)))"
+        );
+        assert!(written(&DuckDbDialect, &(col("m") / col("m"))).is_err());
+        let folded = written(&DuckDbDialect, &upper(col("s"))).unwrap_err();
+        assert!(folded.contains("folds case"), "{folded}");
+        let from_end = substr(col("s"), lit(-1i64));
+        assert!(written(&DuckDbDialect, &from_end).is_err());
+        assert_eq!(
+            written(&DuckDbDialect, &substr(col("s"), lit(2i64))).unwrap(),
+            "substr(\"s\", 2)"
         );
     }
 }

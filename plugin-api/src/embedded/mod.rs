@@ -17,6 +17,7 @@
 //! an engine written with it works the same built in and as a plugin.
 
 pub mod dialects;
+pub mod expression;
 pub mod file_mode;
 pub mod keys;
 pub mod pushdown;

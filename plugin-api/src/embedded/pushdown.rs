@@ -3,23 +3,26 @@
 //! DataFusion's semantics are the reference; anything not provably identical is left to
 //! DataFusion (the engine reports it `Unsupported`).
 //!
-//! The shape is common to every engine: `AND`, `OR`, `NOT`; `=`, `<>`, `<`, `<=`, `>`, `>=`,
-//! `BETWEEN`, `IN (…)` between a column and literals of the same type (or two columns of one
-//! type); `IS [NOT] NULL`; `[NOT] LIKE`; a boolean column on its own. A [`SqlDialect`] says which column types an engine
-//! compares like DataFusion, how it spells literals, and how (whether) it matches `LIKE`.
-//! Left out everywhere: floating point (NaN and -0.0 ordering), casts (`CAST(2.7 AS INT)` is 2
-//! in DataFusion, 3 in DuckDB), functions, `ILIKE` (case folding differs outside ASCII), and
-//! `LIKE` patterns with a backslash (escape characters differ).
+//! The translation itself is [`crate::embedded::expression`]'s, shared with whole statements;
+//! a [`SqlDialect`] says where one engine's SQL means what DataFusion's does: which types it
+//! compares like DataFusion, how it spells literals, casts and functions, how (whether) it
+//! matches `LIKE`, and how it wraps integers around on overflow.
 
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::{Column, ScalarValue};
-use datafusion::logical_expr::expr::{Between, InList, Like};
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use datafusion::logical_expr::{Expr, Operator};
+
+use super::expression::{Written, predicate_or_reason};
 
 /// How one engine's SQL differs where filters are concerned.
 pub trait SqlDialect: Send + Sync {
     /// The name engines give it ([`crate::SqlEngine::dialect`]).
     fn name(&self) -> &str;
+
+    /// The engine's name as people write it, for the reasons EXPLAIN shows.
+    fn display_name(&self) -> &str {
+        self.name()
+    }
 
     /// Whether the engine compares values of this column type exactly as DataFusion does.
     fn compares_like_datafusion(&self, data_type: &DataType) -> bool;
@@ -48,10 +51,82 @@ pub trait SqlDialect: Send + Sync {
         None
     }
 
+    /// `avg([DISTINCT] argument)` of decimals of type `input`, giving DataFusion's `output`:
+    /// the sum scaled to the output's scale and divided by the count, truncated toward zero.
+    /// `None` leaves it to DataFusion.
+    fn decimal_avg(
+        &self,
+        argument: &str,
+        distinct: bool,
+        input: &DataType,
+        output: &DataType,
+    ) -> Option<String> {
+        let _ = (argument, distinct, input, output);
+        None
+    }
+
     /// Whether the engine's `sum` and `avg` of floating-point values give DataFusion's answer
     /// for every input, non-finite ones included (`inf` plus `-inf` is NaN).
     fn sums_floats_like_datafusion(&self) -> bool {
         false
+    }
+
+    /// `value` cast to `to` with DataFusion's result (`value` is known to fit an integer
+    /// `to`), or `None` where the engine's cast differs. The default writes only casts that
+    /// change nothing.
+    fn cast(&self, value: &Written, to: &DataType) -> Option<String> {
+        (value.data_type == *to).then(|| value.sql.clone())
+    }
+
+    /// `left op right` (`+`, `-` or `*`) on integers of `data_type`, wrapping around on
+    /// overflow as DataFusion does, or `None` to keep it in DataFusion.
+    fn wrapping(&self, left: &str, op: &str, right: &str, data_type: &DataType) -> Option<String> {
+        let _ = (left, op, right, data_type);
+        None
+    }
+
+    /// `left / right` on integers, truncating toward zero (the divisor is never 0).
+    fn integer_division(&self, left: &str, right: &str) -> String {
+        format!("({left} / {right})")
+    }
+
+    /// Whether `+ - * /` on floats follow IEEE 754 as DataFusion's do (NaN and ±inf results).
+    fn float_arithmetic_like_datafusion(&self) -> bool {
+        false
+    }
+
+    /// Whether decimal `+ - *` on `DECIMAL(38, s)` operands are exact, so that cast to
+    /// DataFusion's result type they give its answer; and `sum` of decimals likewise.
+    fn decimal_arithmetic(&self) -> bool {
+        false
+    }
+
+    /// Whether `a || b` on strings is DataFusion's (NULL if either is).
+    fn concatenates_like_datafusion(&self) -> bool {
+        false
+    }
+
+    /// `date` plus `months` months and `days` days as a date, month ends clamped, months
+    /// first (DataFusion's order), or `None`.
+    fn date_plus(&self, date: &str, months: i32, days: i32) -> Option<String> {
+        let _ = (date, months, days);
+        None
+    }
+
+    /// `left IS [NOT] DISTINCT FROM right`.
+    fn distinct_from(&self, left: &str, right: &str, negated: bool) -> String {
+        let not = if negated { "NOT " } else { "" };
+        format!("({left} IS {not}DISTINCT FROM {right})")
+    }
+
+    /// The scalar function `name` over `args` with DataFusion's result (of type `returns`),
+    /// or why not.
+    fn function(&self, name: &str, args: &[Written], returns: &DataType) -> Result<String, String> {
+        let _ = (args, returns);
+        Err(format!(
+            "{} has no translation of {name}",
+            self.display_name()
+        ))
     }
 
     /// ` LIMIT n OFFSET m`, as much of it as is needed.
@@ -93,80 +168,7 @@ pub fn predicate_sql(
     columns: &dyn ColumnNames,
     dialect: &dyn SqlDialect,
 ) -> Option<String> {
-    let atoms = Atoms { columns, dialect };
-    match expr {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: op @ (Operator::And | Operator::Or),
-            right,
-        }) => {
-            let l = predicate_sql(left, columns, dialect)?;
-            let r = predicate_sql(right, columns, dialect)?;
-            Some(format!(
-                "({l} {} {r})",
-                if *op == Operator::And { "AND" } else { "OR" }
-            ))
-        }
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let op = comparison(*op)?;
-            let (l, r) = atoms.same_typed(left, right)?;
-            Some(format!("({l} {op} {r})"))
-        }
-        Expr::Column(_) => {
-            let (column, data_type) = atoms.column(expr)?;
-            (data_type == DataType::Boolean).then(|| format!("({column})"))
-        }
-        Expr::Not(inner) => Some(format!("(NOT {})", predicate_sql(inner, columns, dialect)?)),
-        Expr::IsNull(inner) => Some(format!("({} IS NULL)", atoms.column(inner)?.0)),
-        Expr::IsNotNull(inner) => Some(format!("({} IS NOT NULL)", atoms.column(inner)?.0)),
-        Expr::Between(Between {
-            expr,
-            negated,
-            low,
-            high,
-        }) => {
-            let (col, ty) = atoms.column(expr)?;
-            let low = atoms.literal_of(low, &ty)?;
-            let high = atoms.literal_of(high, &ty)?;
-            let not = if *negated { "NOT " } else { "" };
-            Some(format!("({col} {not}BETWEEN {low} AND {high})"))
-        }
-        Expr::InList(InList {
-            expr,
-            list,
-            negated,
-        }) => {
-            let (col, ty) = atoms.column(expr)?;
-            if list.is_empty() {
-                return None;
-            }
-            let items: Option<Vec<String>> =
-                list.iter().map(|e| atoms.literal_of(e, &ty)).collect();
-            let not = if *negated { "NOT " } else { "" };
-            Some(format!("({col} {not}IN ({}))", items?.join(", ")))
-        }
-        Expr::Like(Like {
-            negated,
-            expr,
-            pattern,
-            escape_char: None,
-            case_insensitive: false,
-        }) => {
-            let (col, ty) = atoms.column(expr)?;
-            if !is_string(&ty) {
-                return None;
-            }
-            let pattern = match pattern.as_ref() {
-                Expr::Literal(value, _) => string_value(value)?,
-                _ => return None,
-            };
-            if pattern.contains('\\') {
-                return None;
-            }
-            dialect.like(&col, &pattern, *negated)
-        }
-        _ => None,
-    }
+    predicate_or_reason(expr, columns, dialect).ok()
 }
 
 /// The query of a scan of `table`: `SELECT <columns> FROM <table> [WHERE <conditions, ANDed>]
@@ -263,46 +265,6 @@ pub fn comparison(op: Operator) -> Option<&'static str> {
 
 pub fn same_family(a: &DataType, b: &DataType) -> bool {
     a == b || (is_string(a) && is_string(b))
-}
-
-/// Columns and literals, checked against the dialect.
-struct Atoms<'a> {
-    columns: &'a dyn ColumnNames,
-    dialect: &'a dyn SqlDialect,
-}
-
-impl Atoms<'_> {
-    /// A column and a literal (either order) or two columns, all of one supported type.
-    fn same_typed(&self, left: &Expr, right: &Expr) -> Option<(String, String)> {
-        match (self.column(left), self.column(right)) {
-            (Some((l, lt)), Some((r, rt))) => same_family(&lt, &rt).then_some((l, r)),
-            (Some((l, ty)), None) => Some((l, self.literal_of(right, &ty)?)),
-            (None, Some((r, ty))) => Some((self.literal_of(left, &ty)?, r)),
-            (None, None) => None,
-        }
-    }
-
-    /// A column of a supported type: its quoted name and type.
-    fn column(&self, expr: &Expr) -> Option<(String, DataType)> {
-        let Expr::Column(column) = expr else {
-            return None;
-        };
-        let (sql, data_type) = self.columns.column(column)?;
-        self.dialect
-            .compares_like_datafusion(&data_type)
-            .then_some((sql, data_type))
-    }
-
-    /// A non-null literal of the column's type.
-    fn literal_of(&self, expr: &Expr, column_type: &DataType) -> Option<String> {
-        let Expr::Literal(value, _) = expr else {
-            return None;
-        };
-        if value.is_null() || !same_family(&value.data_type(), column_type) {
-            return None;
-        }
-        self.dialect.literal(value)
-    }
 }
 
 #[cfg(test)]

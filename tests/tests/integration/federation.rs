@@ -86,6 +86,14 @@ const PUSHED: &[(&str, bool)] = &[
         "SELECT a.k, b.k FROM t a JOIN t b ON a.g = b.g AND a.k < b.k",
         false,
     ),
+    // DuckDB's `//` and SQLite's `/` truncate integers as DataFusion does (DuckDB's `/` gives
+    // a DOUBLE)
+    ("SELECT k / 2 AS h, count(*) FROM t GROUP BY k / 2", false),
+    // DuckDB's own cast rounds; written as trunc then cast. SQLite keeps it (below).
+    (
+        "SELECT CAST(f AS INT) AS c, count(*) FROM t GROUP BY CAST(f AS INT)",
+        false,
+    ),
 ];
 
 /// Queries of [`PUSHED`] that SQLite would answer differently in part: that part stays in
@@ -106,18 +114,16 @@ const SQLITE_KEEPS: &[(&str, &str)] = &[
         "SELECT s, count(*) FROM t WHERE s LIKE 'a%' GROUP BY s",
         "LIKE",
     ),
+    // SQLite's CAST(real AS INTEGER) saturates where DataFusion fails
+    (
+        "SELECT CAST(f AS INT) AS c, count(*) FROM t GROUP BY CAST(f AS INT)",
+        "CAST",
+    ),
 ];
 
 /// An engine would compute part of these differently: that part stays in DataFusion (its
 /// marker must not appear in any engine statement) and the answers are still DataFusion's.
 const KEPT: &[(&str, &str)] = &[
-    // DuckDB rounds, DataFusion truncates
-    (
-        "SELECT CAST(f AS INT) AS c, count(*) FROM t GROUP BY CAST(f AS INT)",
-        "CAST",
-    ),
-    // DuckDB divides integers into a DOUBLE
-    ("SELECT k / 2 AS h, count(*) FROM t GROUP BY k / 2", "/"),
     // -0.0 and NaN group differently
     ("SELECT f, count(*) FROM t GROUP BY f", "GROUP BY \"c3\""),
     // case folding differs outside ASCII
@@ -152,7 +158,11 @@ const KEPT: &[(&str, &str)] = &[
 
 /// The rows of `sql`'s answer, each as its trimmed cells (column headers differ with the table
 /// names); sorted unless the order is part of the answer.
-async fn run(host: &accel_host::Host, sql: &str, ordered: bool) -> Result<Vec<String>, String> {
+pub(super) async fn run(
+    host: &accel_host::Host,
+    sql: &str,
+    ordered: bool,
+) -> Result<Vec<String>, String> {
     let batches = host.sql(sql).await.map_err(|e| e.to_string())?;
     let text = pretty_format_batches(&batches).map_err(|e| e.to_string())?;
     let mut rows: Vec<String> = text
@@ -168,12 +178,12 @@ async fn run(host: &accel_host::Host, sql: &str, ordered: bool) -> Result<Vec<St
     Ok(rows)
 }
 
-async fn explain(host: &accel_host::Host, sql: &str) -> String {
+pub(super) async fn explain(host: &accel_host::Host, sql: &str) -> String {
     rows(&host.sql(&format!("EXPLAIN {sql}")).await.unwrap()).join("\n")
 }
 
 /// The SQL of every engine statement in a plan.
-fn engine_statements(plan: &str) -> Vec<&str> {
+pub(super) fn engine_statements(plan: &str) -> Vec<&str> {
     plan.lines()
         .filter_map(|l| l.split_once("EngineQueryExec: ").map(|(_, rest)| rest))
         .collect()
@@ -182,27 +192,41 @@ fn engine_statements(plan: &str) -> Vec<&str> {
 /// A host with `t` and `u` in the arrow engine (the reference) and in one file of each SQL
 /// engine (`t_<engine>`, `u_<engine>`): one compute context, so joins push too.
 async fn host_with_tables(data: &std::path::Path) -> (tempfile::TempDir, accel_host::Host) {
+    host_with_reference_tables(
+        data,
+        "fed",
+        &[("t", T_COLUMNS, T_ROWS), ("u", U_COLUMNS, U_ROWS)],
+    )
+    .await
+}
+
+/// A host with each `(name, columns, rows)` table in the arrow engine (the reference) and,
+/// as `<name>_<engine>`, in one `<file_stem>` database of each SQL engine (one compute
+/// context per engine, so joins push too).
+pub(super) async fn host_with_reference_tables(
+    data: &std::path::Path,
+    file_stem: &str,
+    tables: &[(&str, &str, &str)],
+) -> (tempfile::TempDir, accel_host::Host) {
     let plugins = plugin_dir_with_both_engines();
     let host = host_with(plugins.path(), data);
-    host.sql(&format!(
-        "CREATE EXTERNAL TABLE t {T_COLUMNS} STORED AS arrow LOCATION ':memory:';
-         CREATE EXTERNAL TABLE u {U_COLUMNS} STORED AS arrow LOCATION ':memory:';
-         INSERT INTO t VALUES {T_ROWS};
-         INSERT INTO u VALUES {U_ROWS}"
-    ))
-    .await
-    .unwrap();
-    for (engine, extension) in SQL_ENGINES {
-        let file = data.join(format!("fed.{extension}"));
-        let file = file.display();
+    for (name, columns, values) in tables {
         host.sql(&format!(
-            "CREATE EXTERNAL TABLE t_{engine} {T_COLUMNS} STORED AS {engine} LOCATION '{file}';
-             CREATE EXTERNAL TABLE u_{engine} {U_COLUMNS} STORED AS {engine} LOCATION '{file}';
-             INSERT INTO t_{engine} VALUES {T_ROWS};
-             INSERT INTO u_{engine} VALUES {U_ROWS}"
+            "CREATE EXTERNAL TABLE {name} {columns} STORED AS arrow LOCATION ':memory:';
+             INSERT INTO {name} VALUES {values}"
         ))
         .await
         .unwrap();
+        for (engine, extension) in SQL_ENGINES {
+            let file = data.join(format!("{file_stem}.{extension}"));
+            let file = file.display();
+            host.sql(&format!(
+                "CREATE EXTERNAL TABLE {name}_{engine} {columns} STORED AS {engine} LOCATION '{file}';
+                 INSERT INTO {name}_{engine} VALUES {values}"
+            ))
+            .await
+            .unwrap();
+        }
     }
     (plugins, host)
 }
@@ -210,10 +234,15 @@ async fn host_with_tables(data: &std::path::Path) -> (tempfile::TempDir, accel_h
 /// `sql` over the engine's tables instead of the reference ones: the words `t` and `u`
 /// become `t_<engine>` and `u_<engine>`.
 fn on_engine(sql: &str, engine: &str) -> String {
+    on_engine_tables(sql, engine, &["t", "u"])
+}
+
+/// `sql` with each word of `tables` (outside quotes) suffixed with `_<engine>`.
+pub(super) fn on_engine_tables(sql: &str, engine: &str, tables: &[&str]) -> String {
     let mut out = String::with_capacity(sql.len() + 16);
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        if word == "t" || word == "u" {
+        if tables.contains(&word.as_str()) {
             out.push_str(&format!("{word}_{engine}"));
         } else {
             out.push_str(word);

@@ -1,0 +1,816 @@
+//! DataFusion expressions written in an engine's SQL with DataFusion's meaning — or kept in
+//! DataFusion with the reason. The query is DataFusion SQL, so DataFusion's semantics are the
+//! reference: an expression is written only where the engine computes exactly what DataFusion
+//! would for every input (an engine error where DataFusion answers counts as a different
+//! answer); anything else comes back as [`Kept`], naming the expression and why.
+//!
+//! What is written, and the semantics each relies on:
+//! - columns and literals of the types the dialect spells; `AND`, `OR`, `NOT`, `IS [NOT]
+//!   NULL`, `IS [NOT] TRUE/FALSE`, `IS [NOT] DISTINCT FROM`;
+//! - comparisons, `BETWEEN` and `IN (…)` between expressions of one type the engine compares
+//!   like DataFusion ([`SqlDialect::compares_like_datafusion`]: never floats, whose -0.0 and
+//!   NaN order differently);
+//! - integer `+ - *` and negation: written plainly where the operands' bounds prove the result
+//!   fits DataFusion's type (DataFusion wraps around on overflow, engines fail or widen), else
+//!   in the dialect's wrapping form ([`SqlDialect::wrapping`]) or kept; integer `/` (DataFusion
+//!   truncates) and `%` only where the divisor's bounds exclude 0 and `MIN / -1` cannot occur;
+//! - float `+ - * /` where the engine follows IEEE 754 as DataFusion does; decimal `+ - *`
+//!   with DataFusion's result precision and scale; `||`; date ± a literal interval of months
+//!   and days;
+//! - `CASE`, casts the dialect writes with DataFusion's result ([`SqlDialect::cast`]), `LIKE`,
+//!   and the scalar functions the dialect translates ([`SqlDialect::function`]).
+
+use std::fmt;
+
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::expr::{Between, Case, InList, Like, ScalarFunction};
+use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, ReturnFieldArgs};
+
+use super::pushdown::{ColumnNames, SqlDialect, comparison, is_string, same_family, string_value};
+
+/// An expression written in the engine's SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub sql: String,
+    /// DataFusion's type of the expression.
+    pub data_type: DataType,
+    /// For integers: the least and greatest value it can take, where known better than its
+    /// type's range.
+    pub bounds: Option<(i128, i128)>,
+    /// The value, when the expression is a literal.
+    pub literal: Option<ScalarValue>,
+    /// A float that is never NaN nor -0.0 (an integer or decimal cast to a float, a finite
+    /// literal other than -0.0): the values where comparisons in the engines and in
+    /// DataFusion (which orders floats by IEEE 754 totalOrder) could differ.
+    pub plain_float: bool,
+}
+
+impl Written {
+    fn new(sql: String, data_type: DataType) -> Self {
+        let bounds = integer_range(&data_type);
+        Written {
+            sql,
+            data_type,
+            bounds,
+            literal: None,
+            plain_float: false,
+        }
+    }
+}
+
+/// Why an expression stays in DataFusion: the expression and the reason, shown by EXPLAIN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Kept {
+    pub expr: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Kept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} — {}", self.expr, self.reason)
+    }
+}
+
+/// `expr` kept for `reason`.
+pub fn kept(expr: &Expr, reason: impl Into<String>) -> Kept {
+    Kept {
+        expr: expr.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// `expr` in the dialect's SQL with DataFusion's meaning, columns spelled by `columns`.
+pub fn expression_sql(
+    expr: &Expr,
+    columns: &dyn ColumnNames,
+    dialect: &dyn SqlDialect,
+) -> Result<Written, Kept> {
+    ExpressionWriter { columns, dialect }.write(expr)
+}
+
+/// The predicate `expr` (a boolean expression) in the dialect's SQL.
+pub fn predicate_or_reason(
+    expr: &Expr,
+    columns: &dyn ColumnNames,
+    dialect: &dyn SqlDialect,
+) -> Result<String, Kept> {
+    let written = expression_sql(expr, columns, dialect)?;
+    if written.data_type != DataType::Boolean {
+        return Err(kept(expr, "not a boolean predicate"));
+    }
+    Ok(written.sql)
+}
+
+/// The range of an integer type, or `None`.
+pub fn integer_range(data_type: &DataType) -> Option<(i128, i128)> {
+    Some(match data_type {
+        DataType::Int8 => (i8::MIN.into(), i8::MAX.into()),
+        DataType::Int16 => (i16::MIN.into(), i16::MAX.into()),
+        DataType::Int32 => (i32::MIN.into(), i32::MAX.into()),
+        DataType::Int64 => (i64::MIN.into(), i64::MAX.into()),
+        DataType::UInt8 => (0, u8::MAX.into()),
+        DataType::UInt16 => (0, u16::MAX.into()),
+        DataType::UInt32 => (0, u32::MAX.into()),
+        DataType::UInt64 => (0, u64::MAX.into()),
+        _ => return None,
+    })
+}
+
+/// An integer literal's value.
+pub fn integer_literal(value: &ScalarValue) -> Option<i128> {
+    Some(match value {
+        ScalarValue::Int8(Some(v)) => (*v).into(),
+        ScalarValue::Int16(Some(v)) => (*v).into(),
+        ScalarValue::Int32(Some(v)) => (*v).into(),
+        ScalarValue::Int64(Some(v)) => (*v).into(),
+        ScalarValue::UInt8(Some(v)) => (*v).into(),
+        ScalarValue::UInt16(Some(v)) => (*v).into(),
+        ScalarValue::UInt32(Some(v)) => (*v).into(),
+        ScalarValue::UInt64(Some(v)) => (*v).into(),
+        _ => return None,
+    })
+}
+
+pub fn is_decimal(data_type: &DataType) -> bool {
+    matches!(data_type, DataType::Decimal128(_, _))
+}
+
+/// `123.45` for the unscaled value 12345 at scale 2.
+pub fn decimal_text(unscaled: i128, scale: i8) -> String {
+    if scale <= 0 {
+        let zeros = "0".repeat(scale.unsigned_abs().into());
+        return format!("{unscaled}{zeros}");
+    }
+    let digits = unscaled.unsigned_abs().to_string();
+    let scale = usize::from(scale.unsigned_abs());
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    let sign = if unscaled < 0 { "-" } else { "" };
+    format!("{sign}{whole}.{fraction}")
+}
+
+struct ExpressionWriter<'a> {
+    columns: &'a dyn ColumnNames,
+    dialect: &'a dyn SqlDialect,
+}
+
+impl ExpressionWriter<'_> {
+    fn engine(&self) -> &str {
+        self.dialect.display_name()
+    }
+
+    fn write(&self, expr: &Expr) -> Result<Written, Kept> {
+        match expr {
+            Expr::Alias(alias) => self.write(&alias.expr),
+            Expr::Column(column) => {
+                let (sql, data_type) = self
+                    .columns
+                    .column(column)
+                    .ok_or_else(|| kept(expr, "not a column of the statement"))?;
+                Ok(Written::new(sql, data_type))
+            }
+            Expr::Literal(value, _) => self.literal(expr, value),
+            Expr::BinaryExpr(binary) => self.binary(expr, binary),
+            Expr::Not(inner) => {
+                let inner = self.boolean(inner)?;
+                Ok(Written::new(
+                    format!("(NOT {})", inner.sql),
+                    DataType::Boolean,
+                ))
+            }
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
+                let inner = self.write(inner)?;
+                let not = if matches!(expr, Expr::IsNotNull(_)) {
+                    "NOT "
+                } else {
+                    ""
+                };
+                Ok(Written::new(
+                    format!("({} IS {not}NULL)", inner.sql),
+                    DataType::Boolean,
+                ))
+            }
+            Expr::IsTrue(inner)
+            | Expr::IsFalse(inner)
+            | Expr::IsNotTrue(inner)
+            | Expr::IsNotFalse(inner) => {
+                let inner = self.boolean(inner)?;
+                let test = match expr {
+                    Expr::IsTrue(_) => "IS TRUE",
+                    Expr::IsFalse(_) => "IS FALSE",
+                    Expr::IsNotTrue(_) => "IS NOT TRUE",
+                    _ => "IS NOT FALSE",
+                };
+                Ok(Written::new(
+                    format!("({} {test})", inner.sql),
+                    DataType::Boolean,
+                ))
+            }
+            Expr::Negative(inner) => {
+                let value = self.write(inner)?;
+                if value.bounds.is_some() {
+                    let zero = Written {
+                        literal: None,
+                        bounds: Some((0, 0)),
+                        ..Written::new("0".to_owned(), value.data_type.clone())
+                    };
+                    return self.integer_arithmetic(expr, &zero, Operator::Minus, &value);
+                }
+                if value.data_type.is_floating() && self.dialect.float_arithmetic_like_datafusion()
+                {
+                    return Ok(Written::new(format!("(- {})", value.sql), value.data_type));
+                }
+                if is_decimal(&value.data_type) && self.dialect.decimal_arithmetic() {
+                    return Ok(Written::new(format!("(- {})", value.sql), value.data_type));
+                }
+                Err(kept(
+                    expr,
+                    format!("{} negates it differently", self.engine()),
+                ))
+            }
+            Expr::Between(Between {
+                expr: value,
+                negated,
+                low,
+                high,
+            }) => {
+                let value = self.compared(value)?;
+                let low = self.compared_with(low, &value.data_type)?;
+                let high = self.compared_with(high, &value.data_type)?;
+                let not = if *negated { "NOT " } else { "" };
+                Ok(Written::new(
+                    format!("({} {not}BETWEEN {} AND {})", value.sql, low.sql, high.sql),
+                    DataType::Boolean,
+                ))
+            }
+            Expr::InList(InList {
+                expr: value,
+                list,
+                negated,
+            }) => {
+                if list.is_empty() {
+                    return Err(kept(expr, "an empty IN list"));
+                }
+                let value = self.compared(value)?;
+                let items = list
+                    .iter()
+                    .map(|item| Ok(self.compared_with(item, &value.data_type)?.sql))
+                    .collect::<Result<Vec<_>, Kept>>()?;
+                let not = if *negated { "NOT " } else { "" };
+                Ok(Written::new(
+                    format!("({} {not}IN ({}))", value.sql, items.join(", ")),
+                    DataType::Boolean,
+                ))
+            }
+            Expr::Like(like) => self.like(expr, like),
+            Expr::Case(case) => self.case(expr, case),
+            Expr::Cast(cast) => self.cast(expr, &cast.expr, cast.field.data_type(), false),
+            Expr::TryCast(cast) => self.cast(expr, &cast.expr, cast.field.data_type(), true),
+            Expr::ScalarFunction(function) => self.function(expr, function),
+            _ => Err(kept(
+                expr,
+                format!("{} has no translation of it", self.engine()),
+            )),
+        }
+    }
+
+    fn literal(&self, expr: &Expr, value: &ScalarValue) -> Result<Written, Kept> {
+        let data_type = value.data_type();
+        let sql = if value.is_null() {
+            Some("NULL".to_owned())
+        } else {
+            self.dialect.literal(value)
+        };
+        let sql = sql.ok_or_else(|| {
+            kept(
+                expr,
+                format!("{} cannot spell this {data_type} literal", self.engine()),
+            )
+        })?;
+        let bounds = integer_literal(value)
+            .map(|v| (v, v))
+            .or(integer_range(&data_type));
+        let plain_float = match value {
+            ScalarValue::Float64(Some(v)) => v.is_finite() && !(*v == 0.0 && v.is_sign_negative()),
+            ScalarValue::Float32(Some(v)) => v.is_finite() && !(*v == 0.0 && v.is_sign_negative()),
+            _ => false,
+        };
+        Ok(Written {
+            sql,
+            data_type,
+            bounds,
+            literal: (!value.is_null()).then(|| value.clone()),
+            plain_float,
+        })
+    }
+
+    /// A boolean expression.
+    fn boolean(&self, expr: &Expr) -> Result<Written, Kept> {
+        let written = self.write(expr)?;
+        if written.data_type != DataType::Boolean {
+            return Err(kept(expr, "not a boolean"));
+        }
+        Ok(written)
+    }
+
+    /// An expression of a type the engine compares (orders, groups) like DataFusion, or a
+    /// float that is never NaN nor -0.0, which every engine compares as DataFusion does.
+    fn compared(&self, expr: &Expr) -> Result<Written, Kept> {
+        let written = self.write(expr)?;
+        if !self.dialect.compares_like_datafusion(&written.data_type) && !written.plain_float {
+            return Err(kept(
+                expr,
+                format!(
+                    "{} compares {} differently",
+                    self.engine(),
+                    written.data_type
+                ),
+            ));
+        }
+        Ok(written)
+    }
+
+    /// An expression compared with one of `data_type`.
+    fn compared_with(&self, expr: &Expr, data_type: &DataType) -> Result<Written, Kept> {
+        let written = self.compared(expr)?;
+        if !same_family(&written.data_type, data_type) {
+            return Err(kept(
+                expr,
+                format!("compares {} with {data_type}", written.data_type),
+            ));
+        }
+        Ok(written)
+    }
+
+    fn binary(&self, expr: &Expr, binary: &BinaryExpr) -> Result<Written, Kept> {
+        let BinaryExpr { left, op, right } = binary;
+        match op {
+            Operator::And | Operator::Or => {
+                let l = self.boolean(left)?;
+                let r = self.boolean(right)?;
+                let word = if *op == Operator::And { "AND" } else { "OR" };
+                Ok(Written::new(
+                    format!("({} {word} {})", l.sql, r.sql),
+                    DataType::Boolean,
+                ))
+            }
+            Operator::IsDistinctFrom | Operator::IsNotDistinctFrom => {
+                let l = self.compared(left)?;
+                let r = self.compared_with(right, &l.data_type)?;
+                let negated = *op == Operator::IsNotDistinctFrom;
+                Ok(Written::new(
+                    self.dialect.distinct_from(&l.sql, &r.sql, negated),
+                    DataType::Boolean,
+                ))
+            }
+            Operator::StringConcat => {
+                let l = self.write(left)?;
+                let r = self.write(right)?;
+                if !(is_string(&l.data_type) && is_string(&r.data_type)) {
+                    return Err(kept(expr, "|| of values that are not strings"));
+                }
+                if !self.dialect.concatenates_like_datafusion() {
+                    return Err(kept(
+                        expr,
+                        format!("{} concatenates differently", self.engine()),
+                    ));
+                }
+                Ok(Written::new(
+                    format!("({} || {})", l.sql, r.sql),
+                    l.data_type,
+                ))
+            }
+            Operator::Plus | Operator::Minus if matches!(right.as_ref(), Expr::Literal(v, _) if months_and_days(v).is_some()) =>
+            {
+                // date ± interval: the interval is spelled by the dialect's date arithmetic
+                let l = self.write(left)?;
+                let Expr::Literal(interval, _) = right.as_ref() else {
+                    return Err(kept(expr, "not an interval literal"));
+                };
+                let (Some((months, days)), DataType::Date32) =
+                    (months_and_days(interval), &l.data_type)
+                else {
+                    return Err(kept(
+                        expr,
+                        format!(
+                            "{} has no translation of {} {op} an interval",
+                            self.engine(),
+                            l.data_type
+                        ),
+                    ));
+                };
+                let (months, days) = if *op == Operator::Minus {
+                    (-months, -days)
+                } else {
+                    (months, days)
+                };
+                self.dialect
+                    .date_plus(&l.sql, months, days)
+                    .map(|sql| Written::new(sql, DataType::Date32))
+                    .ok_or_else(|| {
+                        kept(
+                            expr,
+                            format!("{} adds intervals to dates differently", self.engine()),
+                        )
+                    })
+            }
+            Operator::Plus
+            | Operator::Minus
+            | Operator::Multiply
+            | Operator::Divide
+            | Operator::Modulo => {
+                let l = self.write(left)?;
+                let r = self.write(right)?;
+                self.arithmetic(expr, &l, *op, &r)
+            }
+            other => {
+                let Some(symbol) = comparison(*other) else {
+                    return Err(kept(
+                        expr,
+                        format!("{} has no translation of {other}", self.engine()),
+                    ));
+                };
+                let l = self.compared(left)?;
+                let r = self.compared_with(right, &l.data_type)?;
+                Ok(Written::new(
+                    format!("({} {symbol} {})", l.sql, r.sql),
+                    DataType::Boolean,
+                ))
+            }
+        }
+    }
+
+    fn arithmetic(
+        &self,
+        expr: &Expr,
+        l: &Written,
+        op: Operator,
+        r: &Written,
+    ) -> Result<Written, Kept> {
+        let (lt, rt) = (&l.data_type, &r.data_type);
+        if l.bounds.is_some() && r.bounds.is_some() {
+            if lt != rt {
+                return Err(kept(expr, format!("{op} of {lt} and {rt}")));
+            }
+            return self.integer_arithmetic(expr, l, op, r);
+        }
+        if lt.is_floating() && lt == rt && op != Operator::Modulo {
+            if !self.dialect.float_arithmetic_like_datafusion() {
+                return Err(kept(
+                    expr,
+                    format!(
+                        "{} does not compute floating point as DataFusion does (NaN, ±inf)",
+                        self.engine()
+                    ),
+                ));
+            }
+            return Ok(Written::new(
+                format!("({} {op} {})", l.sql, r.sql),
+                lt.clone(),
+            ));
+        }
+        if is_decimal(lt) && is_decimal(rt) {
+            return self.decimal_arithmetic(expr, l, op, r);
+        }
+        Err(kept(
+            expr,
+            format!(
+                "{} has no translation of {op} on {lt} and {rt}",
+                self.engine()
+            ),
+        ))
+    }
+
+    /// `l op r` on integers of one type, with DataFusion's result: wrapping around on
+    /// overflow, truncating division.
+    fn integer_arithmetic(
+        &self,
+        expr: &Expr,
+        l: &Written,
+        op: Operator,
+        r: &Written,
+    ) -> Result<Written, Kept> {
+        let data_type = &l.data_type;
+        let (Some((l_min, l_max)), Some((r_min, r_max)), Some((type_min, type_max))) =
+            (l.bounds, r.bounds, integer_range(data_type))
+        else {
+            return Err(kept(expr, "not integers"));
+        };
+        if !self.dialect.carries(data_type) {
+            return Err(kept(
+                expr,
+                format!("{} does not hold {data_type} values", self.engine()),
+            ));
+        }
+        let symbol = match op {
+            Operator::Plus => "+",
+            Operator::Minus => "-",
+            Operator::Multiply => "*",
+            Operator::Divide | Operator::Modulo => {
+                if r_min <= 0 && 0 <= r_max {
+                    return Err(kept(expr, "the divisor may be 0"));
+                }
+                let min_over_minus_one = l_min == type_min && r_min <= -1 && -1 <= r_max;
+                if min_over_minus_one && type_min < 0 {
+                    return Err(kept(expr, "may divide the type's least value by -1"));
+                }
+                let largest = l_min.abs().max(l_max.abs());
+                let (sql, bounds) = if op == Operator::Divide {
+                    let bounds = if type_min < 0 {
+                        (-largest, largest)
+                    } else {
+                        (0, largest)
+                    };
+                    (self.dialect.integer_division(&l.sql, &r.sql), bounds)
+                } else {
+                    let divisor = r_min.abs().max(r_max.abs()) - 1;
+                    let bounds = if type_min < 0 {
+                        (-divisor.min(largest), divisor.min(largest))
+                    } else {
+                        (0, divisor.min(largest))
+                    };
+                    (format!("({} % {})", l.sql, r.sql), bounds)
+                };
+                return Ok(Written {
+                    bounds: Some(bounds),
+                    ..Written::new(sql, data_type.clone())
+                });
+            }
+            _ => return Err(kept(expr, format!("{op} of integers"))),
+        };
+        let exact = match op {
+            Operator::Plus => l_min.checked_add(r_min).zip(l_max.checked_add(r_max)),
+            Operator::Minus => l_min.checked_sub(r_max).zip(l_max.checked_sub(r_min)),
+            _ => {
+                let products = [
+                    l_min.checked_mul(r_min),
+                    l_min.checked_mul(r_max),
+                    l_max.checked_mul(r_min),
+                    l_max.checked_mul(r_max),
+                ];
+                products
+                    .iter()
+                    .copied()
+                    .collect::<Option<Vec<i128>>>()
+                    .map(|p| {
+                        (
+                            p.iter().copied().min().unwrap_or(0),
+                            p.iter().copied().max().unwrap_or(0),
+                        )
+                    })
+            }
+        };
+        match exact {
+            Some((low, high)) if type_min <= low && high <= type_max => Ok(Written {
+                bounds: Some((low, high)),
+                ..Written::new(format!("({} {symbol} {})", l.sql, r.sql), data_type.clone())
+            }),
+            // may overflow: DataFusion wraps around
+            Some(_) => self
+                .dialect
+                .wrapping(&l.sql, symbol, &r.sql, data_type)
+                .map(|sql| Written::new(sql, data_type.clone()))
+                .ok_or_else(|| {
+                    kept(
+                        expr,
+                        format!(
+                            "may overflow {data_type}, where DataFusion wraps around and {} does not",
+                            self.engine()
+                        ),
+                    )
+                }),
+            None => Err(kept(expr, format!("may overflow {data_type}"))),
+        }
+    }
+
+    /// Decimal `+ - *` with DataFusion's result type; values are exact in both.
+    fn decimal_arithmetic(
+        &self,
+        expr: &Expr,
+        l: &Written,
+        op: Operator,
+        r: &Written,
+    ) -> Result<Written, Kept> {
+        if !self.dialect.decimal_arithmetic() {
+            return Err(kept(
+                expr,
+                format!("{} computes decimals differently", self.engine()),
+            ));
+        }
+        if !matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply) {
+            return Err(kept(
+                expr,
+                format!("{op} of decimals: result scale and rounding differ"),
+            ));
+        }
+        let result = BinaryTypeCoercer::new(&l.data_type, &op, &r.data_type)
+            .get_result_type()
+            .map_err(|e| kept(expr, e.to_string()))?;
+        let (DataType::Decimal128(_, ls), DataType::Decimal128(_, rs), DataType::Decimal128(_, s)) =
+            (&l.data_type, &r.data_type, &result)
+        else {
+            return Err(kept(expr, format!("{op} of decimals gives {result}")));
+        };
+        let exact_scale = if op == Operator::Multiply {
+            ls + rs
+        } else {
+            *ls.max(rs)
+        };
+        if exact_scale != *s {
+            return Err(kept(
+                expr,
+                format!("DataFusion rounds the result to scale {s}"),
+            ));
+        }
+        // DuckDB's result is DECIMAL(38, s): the same value as DataFusion's, whose type the
+        // statement's result is cast to
+        let wide = |w: &Written, scale: i8| format!("CAST({} AS DECIMAL(38,{scale}))", w.sql);
+        let sql = format!("({} {op} {})", wide(l, *ls), wide(r, *rs));
+        Ok(Written::new(sql, result))
+    }
+
+    fn like(&self, expr: &Expr, like: &Like) -> Result<Written, Kept> {
+        let Like {
+            negated,
+            expr: value,
+            pattern,
+            escape_char,
+            case_insensitive,
+        } = like;
+        if *case_insensitive {
+            return Err(kept(expr, "case folding differs outside ASCII"));
+        }
+        if escape_char.is_some() {
+            return Err(kept(expr, "escape characters differ"));
+        }
+        let value = self.write(value)?;
+        if !is_string(&value.data_type) {
+            return Err(kept(expr, "LIKE on a value that is not a string"));
+        }
+        let pattern = match pattern.as_ref() {
+            Expr::Literal(value, _) => string_value(value),
+            _ => None,
+        }
+        .ok_or_else(|| kept(expr, "the pattern is not a string literal"))?;
+        if pattern.contains('\\') {
+            return Err(kept(expr, "escape characters differ"));
+        }
+        self.dialect
+            .like(&value.sql, &pattern, *negated)
+            .map(|sql| Written::new(sql, DataType::Boolean))
+            .ok_or_else(|| kept(expr, format!("{} matches LIKE differently", self.engine())))
+    }
+
+    fn case(&self, expr: &Expr, case: &Case) -> Result<Written, Kept> {
+        let operand = case.expr.as_deref().map(|e| self.compared(e)).transpose()?;
+        let mut sql = String::from("CASE");
+        if let Some(operand) = &operand {
+            sql.push_str(&format!(" {}", operand.sql));
+        }
+        let mut result_type: Option<DataType> = None;
+        let mut result = |written: Written, sql: &mut String, word: &str| {
+            if !self.dialect.carries(&written.data_type) {
+                return Err(kept(
+                    expr,
+                    format!(
+                        "{} does not return {} unchanged",
+                        self.engine(),
+                        written.data_type
+                    ),
+                ));
+            }
+            match &result_type {
+                Some(t) if !same_family(t, &written.data_type) => {
+                    return Err(kept(expr, "branches of different types"));
+                }
+                Some(_) => {}
+                None => result_type = Some(written.data_type.clone()),
+            }
+            sql.push_str(&format!(" {word} {}", written.sql));
+            Ok(())
+        };
+        for (when, then) in &case.when_then_expr {
+            let when = match &operand {
+                Some(operand) => self.compared_with(when, &operand.data_type)?,
+                None => self.boolean(when)?,
+            };
+            sql.push_str(&format!(" WHEN {}", when.sql));
+            result(self.write(then)?, &mut sql, "THEN")?;
+        }
+        if let Some(otherwise) = &case.else_expr {
+            result(self.write(otherwise)?, &mut sql, "ELSE")?;
+        }
+        sql.push_str(" END");
+        let data_type = result_type.ok_or_else(|| kept(expr, "a CASE without branches"))?;
+        Ok(Written::new(format!("({sql})"), data_type))
+    }
+
+    /// `CAST` (`try_cast`: `TRY_CAST`, which gives NULL where a cast fails: only casts that
+    /// cannot fail are written for it).
+    fn cast(
+        &self,
+        expr: &Expr,
+        inner: &Expr,
+        to: &DataType,
+        try_cast: bool,
+    ) -> Result<Written, Kept> {
+        let value = self.write(inner)?;
+        if value.data_type == *to {
+            return Ok(value);
+        }
+        let never_fails = value.data_type.is_integer() && (to.is_floating() || is_string(to));
+        // integer to integer: the bounds check below rules out failing
+        if try_cast && value.bounds.is_none() && !never_fails {
+            return Err(kept(expr, "TRY_CAST that may fail"));
+        }
+        if let (Some((low, high)), Some((to_min, to_max))) = (value.bounds, integer_range(to)) {
+            // DataFusion fails on a value that does not fit: only casts that always fit
+            if low < to_min || high > to_max {
+                return Err(kept(expr, format!("may not fit {to}")));
+            }
+            return self
+                .dialect
+                .cast(&value, to)
+                .map(|sql| Written {
+                    bounds: Some((low, high)),
+                    ..Written::new(sql, to.clone())
+                })
+                .ok_or_else(|| kept(expr, format!("{} casts differently", self.engine())));
+        }
+        let plain_float = to.is_floating()
+            && (value.data_type.is_integer()
+                || is_decimal(&value.data_type)
+                || (value.data_type.is_floating() && value.plain_float));
+        self.dialect
+            .cast(&value, to)
+            .map(|sql| Written {
+                plain_float,
+                ..Written::new(sql, to.clone())
+            })
+            .ok_or_else(|| {
+                kept(
+                    expr,
+                    format!(
+                        "{} casts {} to {to} differently",
+                        self.engine(),
+                        value.data_type
+                    ),
+                )
+            })
+    }
+
+    fn function(&self, expr: &Expr, function: &ScalarFunction) -> Result<Written, Kept> {
+        let name = function.func.name();
+        let args = function
+            .args
+            .iter()
+            .map(|a| self.write(a))
+            .collect::<Result<Vec<_>, Kept>>()?;
+        let fields: Vec<FieldRef> = args
+            .iter()
+            .map(|a| std::sync::Arc::new(Field::new("a", a.data_type.clone(), true)))
+            .collect();
+        let literals: Vec<Option<&ScalarValue>> = args.iter().map(|a| a.literal.as_ref()).collect();
+        let returned = function
+            .func
+            .return_field_from_args(ReturnFieldArgs {
+                arg_fields: &fields,
+                scalar_arguments: &literals,
+            })
+            .map_err(|e| kept(expr, e.to_string()))?;
+        let data_type = returned.data_type().clone();
+        if name == "abs"
+            && let Some((low, _)) = args.first().and_then(|a| a.bounds)
+            && integer_range(&args[0].data_type).is_some_and(|(min, _)| min < 0 && low == min)
+        {
+            return Err(kept(expr, "abs of the type's least value overflows"));
+        }
+        let sql = self
+            .dialect
+            .function(name, &args, &data_type)
+            .map_err(|reason| kept(expr, reason))?;
+        let bounds = match name {
+            // |x| of a value whose bounds exclude the least one
+            "abs" => args[0].bounds.map(|(l, h)| (0, l.abs().max(h.abs()))),
+            _ => integer_range(&data_type),
+        };
+        Ok(Written {
+            bounds,
+            ..Written::new(sql, data_type)
+        })
+    }
+}
+
+/// The months and days of an interval literal with no smaller part.
+fn months_and_days(value: &ScalarValue) -> Option<(i32, i32)> {
+    match value {
+        ScalarValue::IntervalYearMonth(Some(months)) => Some((*months, 0)),
+        ScalarValue::IntervalDayTime(Some(v)) if v.milliseconds == 0 => Some((0, v.days)),
+        ScalarValue::IntervalMonthDayNano(Some(v)) if v.nanoseconds == 0 => {
+            Some((v.months, v.days))
+        }
+        _ => None,
+    }
+}
