@@ -116,7 +116,7 @@ async fn run(scale: f64) {
         let kept = plan
             .lines()
             .find_map(|l| l.split_once("KeptInDataFusion: ").map(|(_, r)| r))
-            .map(|r| r.trim_end_matches(|c| c == '|' || c == ' ').to_owned());
+            .map(|r| r.trim_end_matches(['|', ' ']).to_owned());
         let runs_whole = statements == 1 && kept.is_none() && !has_datafusion_work(&plan);
         let how = if runs_whole {
             whole += 1;

@@ -236,13 +236,16 @@ impl ColumnNames for Positional<'_> {
     }
 }
 
+/// A scalar subquery written as SQL, with the type of its value.
+type SubquerySql = (String, DataType);
+
 /// The column name standing for the `n`th scalar subquery of an expression.
 const SUBQUERY_PLACEHOLDER: &str = "__accel_scalar_subquery_";
 
 /// Columns, and the placeholders of scalar subqueries as their statements.
 struct WithSubqueries<'a> {
     columns: &'a dyn ColumnNames,
-    subqueries: &'a [(String, DataType)],
+    subqueries: &'a [SubquerySql],
 }
 
 impl ColumnNames for WithSubqueries<'_> {
@@ -484,10 +487,7 @@ impl Writer<'_> {
     /// expression) written as a statement of this context and replaced by a placeholder
     /// column that [`WithSubqueries`] spells as that statement. Only subqueries that return
     /// at most one row: engines differ where more come back (SQLite takes the first).
-    fn with_subqueries(
-        &mut self,
-        exprs: Vec<Expr>,
-    ) -> Writing<(Vec<Expr>, Vec<(String, DataType)>)> {
+    fn with_subqueries(&mut self, exprs: Vec<Expr>) -> Writing<(Vec<Expr>, Vec<SubquerySql>)> {
         let mut found: Vec<Subquery> = Vec::new();
         for expr in &exprs {
             let _ = expr.apply(|node| {
