@@ -642,11 +642,13 @@ async fn dataset_refreshes(work: &Path, parquet: &Path, rows: u64) -> Refreshes 
 }
 
 /// Median of 3 `CREATE OR REPLACE TABLE t AS SELECT * FROM read_parquet(…)` in python duckdb
-/// on a file database, and the peak RSS of that process; `None` without python duckdb.
+/// on a file database, and the peak RSS of that process; `None` without python duckdb. The
+/// peak is the child's own `VmHWM`: its `ru_maxrss` would include this process's high-water
+/// mark, inherited through fork.
 fn python_duckdb_ctas(parquet: &Path, work: &Path) -> Option<(Duration, u64)> {
     let database = work.join("ctas.duckdb");
     let script = format!(
-        "import duckdb, time, resource\n\
+        "import duckdb, time\n\
          con = duckdb.connect('{}')\n\
          times = []\n\
          for _ in range(3):\n    \
@@ -654,7 +656,8 @@ fn python_duckdb_ctas(parquet: &Path, work: &Path) -> Option<(Duration, u64)> {
              con.execute(\"CREATE OR REPLACE TABLE t AS SELECT * FROM read_parquet('{}')\")\n    \
              times.append(time.perf_counter() - t)\n\
          times.sort()\n\
-         print(times[1], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n",
+         hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n\
+         print(times[1], hwm.split()[1])\n",
         database.display(),
         parquet.display()
     );
