@@ -34,7 +34,9 @@
 
 use std::sync::Arc;
 
-use accel_plugin_api::embedded::expression::{Kept, Written, expression_sql, is_decimal, kept};
+use accel_plugin_api::embedded::expression::{
+    Kept, Written, expression_sql, is_decimal, kept, predicate_or_reason,
+};
 use accel_plugin_api::embedded::pushdown::{ColumnNames, SqlDialect, quote_ident, same_family};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::DataType;
@@ -379,11 +381,7 @@ impl Writer<'_> {
 
     /// A predicate over `columns`.
     fn predicate(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<String> {
-        let written = self.expression(expr, columns)?;
-        if written.data_type != DataType::Boolean {
-            return shape();
-        }
-        Ok(written.sql)
+        Ok(predicate_or_reason(expr, columns, self.dialect()?)?)
     }
 
     /// `plan` as a `SELECT` with columns `c0…`, at `position` in the statement.
