@@ -13,7 +13,8 @@
 //!   arguments, sort keys) through the translation every engine already uses for filters
 //!   ([`accel_plugin_api::embedded::expression`]): only where the engine's meaning is
 //!   DataFusion's;
-//! - GROUP BY on values the engine groups like DataFusion (no floats: -0.0 and NaN), with
+//! - GROUP BY on values the engine groups like DataFusion (floats only where their bounds
+//!   prove them never NaN nor -0.0, e.g. a decimal average times 0.2), with
 //!   `count`, `sum`, `avg`, `min`, `max` (plain or DISTINCT) — `min`, `max` and DISTINCT only
 //!   over types the engine compares like DataFusion; integer `sum` as the dialect writes it to
 //!   wrap around on overflow as DataFusion's does ([`SqlDialect::integer_sum`]); float
@@ -23,7 +24,11 @@
 //!   `[NOT] EXISTS`, the null-aware anti join (`NOT IN`) as `NOT IN` with SQL's NULL rules,
 //!   which are DataFusion's; scalar subqueries, which DataFusion turns into joins;
 //! - `UNION ALL` (and `UNION`, which DataFusion plans as an aggregate over it), `DISTINCT`;
-//! - ORDER BY (no floats) at the root (or under its limit), where the rows come back in that
+//! - window functions: `row_number`, `rank`, `dense_rank`, `lag`/`lead` with literal offset
+//!   and default, and the aggregates above over `ROWS` frames with literal offsets or `RANGE`
+//!   frames bounded by the partition or the current row's peers (no float sums: the engines
+//!   add in other orders);
+//! - ORDER BY (floats as for GROUP BY) at the root (or under its limit), where the rows come back in that
 //!   order; elsewhere only with a limit under an aggregate, a join or a union, where it picks a
 //!   set of rows (SQL does not keep a subquery's order, so a sort under a filter or projection
 //!   stays in its own statement or in DataFusion);
@@ -32,10 +37,11 @@
 //! A subtree that does no more than a scan would (filters, projections, a limit) is left to
 //! the table scans, which push the same filters, projections and limits.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use accel_plugin_api::embedded::expression::{
-    Kept, Written, expression_sql, is_decimal, kept, predicate_or_reason,
+    Kept, PlainFloat, Written, expression_sql, is_decimal, kept, predicate_or_reason,
 };
 use accel_plugin_api::embedded::pushdown::{ColumnNames, SqlDialect, quote_ident, same_family};
 use datafusion::arrow::compute::SortOptions;
@@ -44,12 +50,17 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, NullEquality};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::Subquery;
-use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::expr::{
+    AggregateFunction, AggregateFunctionParams, WindowFunction, WindowFunctionParams,
+};
 use datafusion::logical_expr::logical_plan::{
     Aggregate, Distinct, Filter, Join, JoinType, Limit, Projection, Sort, SubqueryAlias, TableScan,
-    Union,
+    Union, Window,
 };
-use datafusion::logical_expr::{Expr, FetchType, LogicalPlan, SkipType, SortExpr};
+use datafusion::logical_expr::{
+    Expr, FetchType, LogicalPlan, SkipType, SortExpr, WindowFrame, WindowFrameBound,
+    WindowFrameUnits, WindowFunctionDefinition,
+};
 
 use crate::table::managed::{ManagedTable, SqlTarget};
 
@@ -102,6 +113,8 @@ impl Statement {
             lookup,
             target: None,
             pushes_work: false,
+            floats: HashMap::new(),
+            select_floats: None,
         };
         let sql = writer.plan(plan, Position::Root)?;
         if !writer.pushes_work {
@@ -221,6 +234,12 @@ struct Writer<'a> {
     lookup: &'a Lookup<'a>,
     target: Option<SqlTarget>,
     pushes_work: bool,
+    /// What is known of each output column of the nodes written so far that is a plain float
+    /// (never NaN nor -0.0: comparable in the engine), by the node's address — the plan is
+    /// borrowed for the whole run, so addresses are stable.
+    floats: HashMap<*const LogicalPlan, Vec<Option<PlainFloat>>>,
+    /// Those of the select list written last, for the projection node being written.
+    select_floats: Option<Vec<Option<PlainFloat>>>,
 }
 
 /// Output column `index` of a written `SELECT`.
@@ -229,17 +248,25 @@ fn output(index: usize) -> String {
 }
 
 /// The columns of one input, by position.
-struct Positional<'a>(&'a DFSchema);
+struct Positional<'a> {
+    schema: &'a DFSchema,
+    floats: &'a [Option<PlainFloat>],
+}
 
 impl ColumnNames for Positional<'_> {
     fn column(&self, column: &Column) -> Option<(String, DataType)> {
-        let index = self.0.index_of_column(column).ok()?;
-        Some((output(index), self.0.field(index).data_type().clone()))
+        let index = self.schema.index_of_column(column).ok()?;
+        Some((output(index), self.schema.field(index).data_type().clone()))
+    }
+
+    fn plain_float(&self, column: &Column) -> Option<PlainFloat> {
+        let index = self.schema.index_of_column(column).ok()?;
+        self.floats.get(index).copied().flatten()
     }
 }
 
-/// A scalar subquery written as SQL, with the type of its value.
-type SubquerySql = (String, DataType);
+/// A scalar subquery written as SQL, with the type of its value and what is known of it.
+type SubquerySql = (String, DataType, Option<PlainFloat>);
 
 /// The column name standing for the `n`th scalar subquery of an expression.
 const SUBQUERY_PLACEHOLDER: &str = "__accel_scalar_subquery_";
@@ -255,9 +282,19 @@ impl ColumnNames for WithSubqueries<'_> {
         if column.relation.is_none()
             && let Some(at) = column.name.strip_prefix(SUBQUERY_PLACEHOLDER)
         {
-            return self.subqueries.get(at.parse::<usize>().ok()?).cloned();
+            let (sql, data_type, _) = self.subqueries.get(at.parse::<usize>().ok()?)?;
+            return Some((sql.clone(), data_type.clone()));
         }
         self.columns.column(column)
+    }
+
+    fn plain_float(&self, column: &Column) -> Option<PlainFloat> {
+        if column.relation.is_none()
+            && let Some(at) = column.name.strip_prefix(SUBQUERY_PLACEHOLDER)
+        {
+            return self.subqueries.get(at.parse::<usize>().ok()?)?.2;
+        }
+        self.columns.plain_float(column)
     }
 }
 
@@ -276,37 +313,94 @@ fn at_most_one_row(plan: &LogicalPlan) -> bool {
 }
 
 /// The columns of one input named `q`, by position: `q."c0"`.
-struct Qualified<'a>(&'a DFSchema);
+struct Qualified<'a>(Positional<'a>);
 
 impl ColumnNames for Qualified<'_> {
     fn column(&self, column: &Column) -> Option<(String, DataType)> {
-        let index = self.0.index_of_column(column).ok()?;
-        Some((
-            format!("q.{}", output(index)),
-            self.0.field(index).data_type().clone(),
-        ))
+        let (sql, data_type) = self.0.column(column)?;
+        Some((format!("q.{sql}"), data_type))
+    }
+
+    fn plain_float(&self, column: &Column) -> Option<PlainFloat> {
+        self.0.plain_float(column)
     }
 }
 
 /// The columns of a join's two inputs, `l` and `r`.
 struct JoinColumns<'a> {
-    left: &'a DFSchema,
-    right: &'a DFSchema,
+    left: Positional<'a>,
+    right: Positional<'a>,
+}
+
+impl JoinColumns<'_> {
+    fn side(&self, column: &Column) -> (&'static str, &Positional<'_>) {
+        if self.left.schema.has_column(column) {
+            ("l", &self.left)
+        } else {
+            ("r", &self.right)
+        }
+    }
 }
 
 impl ColumnNames for JoinColumns<'_> {
     fn column(&self, column: &Column) -> Option<(String, DataType)> {
-        let (side, schema) = if self.left.has_column(column) {
-            ("l", self.left)
+        let (side, columns) = self.side(column);
+        let (sql, data_type) = columns.column(column)?;
+        Some((format!("{side}.{sql}"), data_type))
+    }
+
+    fn plain_float(&self, column: &Column) -> Option<PlainFloat> {
+        self.side(column).1.plain_float(column)
+    }
+}
+
+/// Inner joins written as one `FROM` list: the relations (`(SELECT …) AS tN`) and the join
+/// conditions over their columns.
+#[derive(Default)]
+struct JoinGroup {
+    relations: Vec<String>,
+    conditions: Vec<String>,
+}
+
+/// A column of a [`JoinGroup`]: `tN."cK"`, and what is known of it if it is a plain float.
+type GroupColumn = (String, Option<PlainFloat>);
+
+/// The columns of a join's two inputs within a [`JoinGroup`].
+struct GroupColumns<'a> {
+    left: &'a DFSchema,
+    right: &'a DFSchema,
+    left_columns: &'a [GroupColumn],
+    right_columns: &'a [GroupColumn],
+}
+
+impl GroupColumns<'_> {
+    fn find(&self, column: &Column) -> Option<(&GroupColumn, DataType)> {
+        let (schema, columns) = if self.left.has_column(column) {
+            (self.left, self.left_columns)
         } else {
-            ("r", self.right)
+            (self.right, self.right_columns)
         };
         let index = schema.index_of_column(column).ok()?;
-        Some((
-            format!("{side}.{}", output(index)),
-            schema.field(index).data_type().clone(),
-        ))
+        Some((columns.get(index)?, schema.field(index).data_type().clone()))
     }
+}
+
+impl ColumnNames for GroupColumns<'_> {
+    fn column(&self, column: &Column) -> Option<(String, DataType)> {
+        self.find(column)
+            .map(|((sql, _), data_type)| (sql.clone(), data_type))
+    }
+
+    fn plain_float(&self, column: &Column) -> Option<PlainFloat> {
+        self.find(column).and_then(|((_, floats), _)| *floats)
+    }
+}
+
+/// An inner join with SQL's NULL rules: one a [`JoinGroup`] can hold.
+fn is_inner(join: &Join) -> bool {
+    join.join_type == JoinType::Inner
+        && !join.null_aware
+        && join.null_equality == NullEquality::NullEqualsNothing
 }
 
 /// `SELECT <side>.c0 AS c0, …` for the `width` columns of one side of a join, numbered from
@@ -328,6 +422,71 @@ fn select_list_of(values: Vec<String>) -> String {
 }
 
 impl Writer<'_> {
+    /// The output columns of the written node `plan`, by position.
+    fn columns_of<'p>(&'p self, plan: &'p LogicalPlan) -> Positional<'p> {
+        Positional {
+            schema: plan.schema(),
+            floats: self.floats_of(plan),
+        }
+    }
+
+    fn floats_of(&self, plan: &LogicalPlan) -> &[Option<PlainFloat>] {
+        self.floats
+            .get(&(plan as *const LogicalPlan))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// What is known of the plain floats among `plan`'s output columns: from the select list
+    /// just written for it (a projection, a group of inner joins), else from its inputs'.
+    fn record_floats(&mut self, plan: &LogicalPlan) {
+        let floats = match self.select_floats.take() {
+            Some(floats) => floats,
+            None => self.floats_from_inputs(plan),
+        };
+        self.floats.insert(plan as *const LogicalPlan, floats);
+    }
+
+    fn floats_from_inputs(&self, plan: &LogicalPlan) -> Vec<Option<PlainFloat>> {
+        match plan {
+            LogicalPlan::Projection(Projection { input, .. })
+            | LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. })
+            | LogicalPlan::Filter(Filter { input, .. })
+            | LogicalPlan::Sort(Sort { input, .. })
+            | LogicalPlan::Limit(Limit { input, .. })
+            | LogicalPlan::Distinct(Distinct::All(input))
+            | LogicalPlan::Window(Window { input, .. }) => self.floats_of(input).to_vec(),
+            LogicalPlan::Join(join) => {
+                let padded = |side: &LogicalPlan| {
+                    let mut floats = self.floats_of(side).to_vec();
+                    floats.resize(side.schema().fields().len(), None);
+                    floats
+                };
+                match join.join_type {
+                    JoinType::LeftSemi | JoinType::LeftAnti => padded(&join.left),
+                    JoinType::RightSemi | JoinType::RightAnti => padded(&join.right),
+                    _ => {
+                        let mut floats = padded(&join.left);
+                        floats.extend(padded(&join.right));
+                        floats
+                    }
+                }
+            }
+            LogicalPlan::Aggregate(aggregate) => {
+                let input = self.columns_of(&aggregate.input);
+                aggregate
+                    .group_expr
+                    .iter()
+                    .map(|e| match unalias(e) {
+                        Expr::Column(column) => input.plain_float(column),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            _ => vec![],
+        }
+    }
+
     fn dialect(&self) -> Writing<&'static dyn SqlDialect> {
         match &self.target {
             Some(target) => Ok(target.dialect),
@@ -348,7 +507,9 @@ impl Writer<'_> {
     /// DataFusion.
     fn compared(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<Written> {
         let written = self.expression(expr, columns)?;
-        if !self.dialect()?.compares_like_datafusion(&written.data_type) {
+        if !self.dialect()?.compares_like_datafusion(&written.data_type)
+            && written.plain_float.is_none()
+        {
             return Err(kept(
                 expr,
                 format!(
@@ -363,7 +524,7 @@ impl Writer<'_> {
     }
 
     /// A value the statement returns: of a type the engine returns unchanged.
-    fn value(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<String> {
+    fn value(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<Written> {
         let written = self.expression(expr, columns)?;
         if !self.dialect()?.carries(&written.data_type) {
             return Err(kept(
@@ -376,7 +537,7 @@ impl Writer<'_> {
             )
             .into());
         }
-        Ok(written.sql)
+        Ok(written)
     }
 
     /// A predicate over `columns`.
@@ -399,8 +560,10 @@ impl Writer<'_> {
             LogicalPlan::Limit(limit) => self.limit(limit, position)?,
             LogicalPlan::Union(union) => self.union(union)?,
             LogicalPlan::Distinct(Distinct::All(input)) => self.distinct(input)?,
+            LogicalPlan::Window(window) => self.window(window)?,
             _ => return shape(),
         };
+        self.record_floats(plan);
         let dialect = self.dialect()?;
         if let Some(field) = plan
             .schema()
@@ -474,7 +637,7 @@ impl Writer<'_> {
         let input = self.plan(&filter.input, below)?;
         let (predicate, subqueries) = self.with_subqueries(vec![filter.predicate.clone()])?;
         let columns = WithSubqueries {
-            columns: &Positional(filter.input.schema()),
+            columns: &self.columns_of(&filter.input),
             subqueries: &subqueries,
         };
         let predicate = self.predicate(&predicate[0], &columns)?;
@@ -519,6 +682,10 @@ impl Writer<'_> {
             written.push((
                 format!("(SELECT {} FROM ({sql}) AS s)", output(0)),
                 field.data_type().clone(),
+                self.floats_of(&subquery.subquery)
+                    .first()
+                    .copied()
+                    .flatten(),
             ));
         }
         let exprs = exprs
@@ -560,14 +727,19 @@ impl Writer<'_> {
     fn select_list(&mut self, projection: &Projection) -> Writing<String> {
         let (exprs, subqueries) = self.with_subqueries(projection.expr.clone())?;
         let columns = WithSubqueries {
-            columns: &Positional(projection.input.schema()),
+            columns: &self.columns_of(&projection.input),
             subqueries: &subqueries,
         };
-        let mut values = exprs
+        let written = exprs
+            .iter()
+            .map(|e| self.value(e, &columns))
+            .collect::<Writing<Vec<_>>>()?;
+        let mut values: Vec<String> = written
             .iter()
             .enumerate()
-            .map(|(i, e)| Ok(format!("{} AS {}", self.value(e, &columns)?, output(i))))
-            .collect::<Writing<Vec<_>>>()?;
+            .map(|(i, w)| format!("{} AS {}", w.sql, output(i)))
+            .collect();
+        self.select_floats = Some(written.iter().map(|w| w.plain_float).collect());
         if values.is_empty() {
             // no columns (e.g. under `count(*)`): SQL needs one, nothing reads it
             values.push(format!("1 AS {}", output(0)));
@@ -577,7 +749,7 @@ impl Writer<'_> {
 
     fn aggregate(&mut self, aggregate: &Aggregate) -> Writing<String> {
         let input = self.plan(&aggregate.input, Position::OrderFree)?;
-        let columns = Positional(aggregate.input.schema());
+        let columns = self.columns_of(&aggregate.input);
         let groups = aggregate
             .group_expr
             .iter()
@@ -610,6 +782,17 @@ impl Writer<'_> {
     /// `count`, `sum`, `avg`, `min`, `max` of a value (or `count(*)`), plain or DISTINCT,
     /// with no FILTER or ORDER BY.
     fn aggregate_call(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<String> {
+        self.aggregate_over(expr, columns, None)
+    }
+
+    /// An aggregate call, or with `over` (a window's `OVER (…)`) the same aggregate over each
+    /// row's window frame: every aggregate call the dialect writes gets the clause.
+    fn aggregate_over(
+        &self,
+        expr: &Expr,
+        columns: &dyn ColumnNames,
+        over: Option<&str>,
+    ) -> Writing<String> {
         let dialect = self.dialect()?;
         let engine = dialect.display_name();
         let Expr::AggregateFunction(AggregateFunction { func, params }) = unalias(expr) else {
@@ -628,11 +811,16 @@ impl Writer<'_> {
         let name = func.name();
         let distinct = if params.distinct { "DISTINCT " } else { "" };
         let argument = &params.args[0];
+        // the aggregate calls in `sql` get `over`, if any
+        let windowed = |sql: String| match over {
+            None => sql,
+            Some(over) => with_over(&sql, over),
+        };
         if name == "count"
             && !params.distinct
             && matches!(argument, Expr::Literal(value, _) if !value.is_null())
         {
-            return Ok("count(*)".to_owned());
+            return Ok(windowed("count(*)".to_owned()));
         }
         // `avg` of integers: DataFusion averages them as DOUBLE (and says so with a cast)
         let (argument, as_double) = match argument {
@@ -667,7 +855,7 @@ impl Writer<'_> {
         // exact.
         if name == "sum" && data_type.is_integer() {
             return match dialect.integer_sum(&value, params.distinct, data_type) {
-                Some(sql) => Ok(sql),
+                Some(sql) => Ok(windowed(sql)),
                 None => refused(format!(
                     "{engine} cannot sum {distinct}{data_type} wrapping around as DataFusion does"
                 )),
@@ -682,7 +870,7 @@ impl Writer<'_> {
                 return match output.and_then(|output| {
                     dialect.decimal_avg(&value, params.distinct, data_type, &output)
                 }) {
-                    Some(sql) => Ok(sql),
+                    Some(sql) => Ok(windowed(sql)),
                     None => refused(format!(
                         "avg of decimals: {engine} does not truncate to DataFusion's scale"
                     )),
@@ -703,18 +891,193 @@ impl Writer<'_> {
                 "{engine} computes {name} of {data_type} differently"
             ));
         }
-        Ok(format!("{name}({distinct}{value})"))
+        Ok(windowed(format!("{name}({distinct}{value})")))
+    }
+
+    /// Window functions, each as `f(…) OVER (PARTITION BY … ORDER BY … frame)`, after the
+    /// input's columns.
+    fn window(&mut self, window: &Window) -> Writing<String> {
+        let input = self.plan(&window.input, Position::OrderFree)?;
+        let columns = self.columns_of(&window.input);
+        let width = window.input.schema().fields().len();
+        let mut values: Vec<String> = (0..width)
+            .map(|i| format!("q.{} AS {}", output(i), output(i)))
+            .collect();
+        for (i, expr) in window.window_expr.iter().enumerate() {
+            let call = self.window_call(expr, &columns)?;
+            values.push(format!("{call} AS {}", output(width + i)));
+        }
+        self.pushes_work = true;
+        Ok(format!("SELECT {} FROM ({input}) AS q", values.join(", ")))
+    }
+
+    /// One window function. Ranking (`row_number`, `rank`, `dense_rank`) and `lag`/`lead`
+    /// with a literal offset and default ignore the frame, as in every engine; aggregates are
+    /// written as [`Self::aggregate_over`] writes them, over a frame of `ROWS` with literal
+    /// offsets or of `RANGE` from the partition's start or the current row's peers to its end
+    /// or the current row's peers (a `RANGE` offset would be arithmetic on the sort key).
+    /// Floats are never summed in a window: the engines add in other orders. Rows tied in the
+    /// window's order come in no defined order, in DataFusion as in the engine: `row_number`,
+    /// `lag`, `lead` and `ROWS` frames over ties are as arbitrary as DataFusion's own.
+    fn window_call(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<String> {
+        let Expr::WindowFunction(function) = unalias(expr) else {
+            return shape();
+        };
+        let WindowFunction { fun, params } = function.as_ref();
+        let WindowFunctionParams {
+            args,
+            partition_by,
+            order_by,
+            window_frame,
+            filter,
+            null_treatment,
+            distinct,
+        } = params;
+        if filter.is_some() || null_treatment.is_some() || *distinct {
+            return Err(kept(
+                expr,
+                "window functions with FILTER, DISTINCT or IGNORE NULLS stay in DataFusion",
+            )
+            .into());
+        }
+        let mut over = Vec::new();
+        if !partition_by.is_empty() {
+            let keys = partition_by
+                .iter()
+                .map(|e| Ok(self.compared(e, columns)?.sql))
+                .collect::<Writing<Vec<_>>>()?;
+            over.push(format!("PARTITION BY {}", keys.join(", ")));
+        }
+        if !order_by.is_empty() {
+            let keys = order_by
+                .iter()
+                .map(|key| self.sort_key(key, columns))
+                .collect::<Writing<Vec<_>>>()?;
+            over.push(format!("ORDER BY {}", keys.join(", ")));
+        }
+        let engine = self.engine()?;
+        match fun {
+            WindowFunctionDefinition::WindowUDF(udwf) => {
+                let name = udwf.name();
+                let call = match (name, args.len()) {
+                    ("row_number" | "rank" | "dense_rank", 0) => format!("{name}()"),
+                    ("lag" | "lead", 1..=3) => {
+                        let value = self.value(&args[0], columns)?;
+                        let mut call = vec![value.sql.clone()];
+                        if let Some(offset) = args.get(1) {
+                            let offset = match offset {
+                                Expr::Literal(literal, _) => {
+                                    accel_plugin_api::embedded::expression::integer_literal(literal)
+                                }
+                                _ => None,
+                            }
+                            .ok_or_else(|| {
+                                kept(expr, "an offset that is not an integer literal")
+                            })?;
+                            call.push(offset.to_string());
+                        }
+                        if let Some(default) = args.get(2) {
+                            let written = self.value(default, columns)?;
+                            if !matches!(default, Expr::Literal(..))
+                                || written.data_type != value.data_type
+                            {
+                                return Err(kept(
+                                    expr,
+                                    "a default that is not a literal of the value's type",
+                                )
+                                .into());
+                            }
+                            call.push(written.sql);
+                        }
+                        format!("{name}({})", call.join(", "))
+                    }
+                    _ => {
+                        return Err(kept(
+                            expr,
+                            format!("{engine} has no translation of the window function {name}"),
+                        )
+                        .into());
+                    }
+                };
+                Ok(format!("{call} OVER ({})", over.join(" ")))
+            }
+            WindowFunctionDefinition::AggregateUDF(udaf) => {
+                over.push(self.frame(expr, window_frame)?);
+                let aggregate = Expr::AggregateFunction(AggregateFunction {
+                    func: Arc::clone(udaf),
+                    params: AggregateFunctionParams {
+                        args: args.clone(),
+                        distinct: false,
+                        filter: None,
+                        order_by: vec![],
+                        null_treatment: None,
+                    },
+                });
+                if matches!(udaf.name(), "sum" | "avg") {
+                    for arg in args {
+                        if self.expression(arg, columns)?.data_type.is_floating() {
+                            return Err(kept(
+                                expr,
+                                format!("{engine} adds floats in a window in another order"),
+                            )
+                            .into());
+                        }
+                    }
+                }
+                let over = format!("OVER ({})", over.join(" "));
+                self.aggregate_over(&aggregate, columns, Some(&over))
+            }
+        }
+    }
+
+    /// A window frame with DataFusion's bounds (see [`Self::window_call`]).
+    fn frame(&self, expr: &Expr, frame: &WindowFrame) -> Writing<String> {
+        let bound = |bound: &WindowFrameBound| -> Option<String> {
+            let (value, side) = match bound {
+                WindowFrameBound::CurrentRow => return Some("CURRENT ROW".to_owned()),
+                WindowFrameBound::Preceding(value) => (value, "PRECEDING"),
+                WindowFrameBound::Following(value) => (value, "FOLLOWING"),
+            };
+            if value.is_null() {
+                return Some(format!("UNBOUNDED {side}"));
+            }
+            if frame.units != WindowFrameUnits::Rows {
+                return None;
+            }
+            let rows = accel_plugin_api::embedded::expression::integer_literal(value)?;
+            (rows >= 0).then(|| format!("{rows} {side}"))
+        };
+        let units = match frame.units {
+            WindowFrameUnits::Rows => "ROWS",
+            WindowFrameUnits::Range => "RANGE",
+            WindowFrameUnits::Groups => "GROUPS",
+        };
+        match (
+            frame.units != WindowFrameUnits::Groups,
+            bound(&frame.start_bound),
+            bound(&frame.end_bound),
+        ) {
+            (true, Some(start), Some(end)) => Ok(format!("{units} BETWEEN {start} AND {end}")),
+            _ => Err(kept(
+                expr,
+                format!("the window frame {frame} stays in DataFusion"),
+            )
+            .into()),
+        }
     }
 
     fn join(&mut self, join: &Join) -> Writing<String> {
         if join.null_equality != NullEquality::NullEqualsNothing {
             return shape();
         }
+        if is_inner(join) {
+            return self.inner_joins(join);
+        }
         let left = self.plan(&join.left, Position::OrderFree)?;
         let right = self.plan(&join.right, Position::OrderFree)?;
         let columns = JoinColumns {
-            left: join.left.schema(),
-            right: join.right.schema(),
+            left: self.columns_of(&join.left),
+            right: self.columns_of(&join.right),
         };
         let keys = join
             .on
@@ -761,6 +1124,100 @@ impl Writer<'_> {
         ))
     }
 
+    /// A tree of inner joins (through aliases and projections of columns) as one `FROM` list
+    /// with every join condition in `WHERE`, so the engine orders the joins itself: DuckDB
+    /// does not reorder joins nested in subqueries, and a cross product DataFusion planned
+    /// first (TPC-H q02: 747 parts × 10 000 suppliers) would run as one.
+    fn inner_joins(&mut self, join: &Join) -> Writing<String> {
+        let mut group = JoinGroup::default();
+        let columns = self.gather_join(join, &mut group)?;
+        let values = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (sql, _))| format!("{sql} AS {}", output(i)))
+            .collect();
+        self.select_floats = Some(columns.iter().map(|(_, floats)| *floats).collect());
+        self.pushes_work = true;
+        let mut sql = format!(
+            "SELECT {} FROM {}",
+            select_list_of(values),
+            group.relations.join(", ")
+        );
+        if !group.conditions.is_empty() {
+            sql.push_str(&format!(" WHERE {}", group.conditions.join(" AND ")));
+        }
+        Ok(sql)
+    }
+
+    /// The relations and conditions of an inner join into `group`; its output columns.
+    fn gather_join(&mut self, join: &Join, group: &mut JoinGroup) -> Writing<Vec<GroupColumn>> {
+        let left = self.gather(&join.left, group)?;
+        let right = self.gather(&join.right, group)?;
+        let columns = GroupColumns {
+            left: join.left.schema(),
+            right: join.right.schema(),
+            left_columns: &left,
+            right_columns: &right,
+        };
+        for (l, r) in &join.on {
+            let l = self.compared(l, &columns)?;
+            let r = self.compared(r, &columns)?;
+            if !same_family(&l.data_type, &r.data_type) {
+                return shape();
+            }
+            group.conditions.push(format!("({} = {})", l.sql, r.sql));
+        }
+        if let Some(filter) = &join.filter {
+            group.conditions.push(self.predicate(filter, &columns)?);
+        }
+        Ok(left.into_iter().chain(right).collect())
+    }
+
+    /// `plan`'s output columns as columns of `group`'s relations: inner joins, aliases and
+    /// projections of columns are looked through, anything else is one relation.
+    fn gather(&mut self, plan: &LogicalPlan, group: &mut JoinGroup) -> Writing<Vec<GroupColumn>> {
+        match plan {
+            LogicalPlan::Join(join) if is_inner(join) => self.gather_join(join, group),
+            LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. }) => self.gather(input, group),
+            LogicalPlan::Projection(projection)
+                if projection
+                    .expr
+                    .iter()
+                    .all(|e| matches!(unalias(e), Expr::Column(_))) =>
+            {
+                let input = self.gather(&projection.input, group)?;
+                let schema = projection.input.schema();
+                projection
+                    .expr
+                    .iter()
+                    .map(|e| match unalias(e) {
+                        Expr::Column(column) => schema
+                            .index_of_column(column)
+                            .ok()
+                            .and_then(|i| input.get(i).cloned())
+                            .ok_or(NotWritten(None)),
+                        _ => shape(),
+                    })
+                    .collect()
+            }
+            _ => {
+                let sql = self.plan(plan, Position::OrderFree)?;
+                let alias = format!("t{}", group.relations.len());
+                let floats = self.floats_of(plan);
+                let columns = (0..plan.schema().fields().len())
+                    .map(|i| {
+                        (
+                            format!("{alias}.{}", output(i)),
+                            floats.get(i).copied().flatten(),
+                        )
+                    })
+                    .collect();
+                group.relations.push(format!("({sql}) AS {alias}"));
+                Ok(columns)
+            }
+        }
+    }
+
     /// Semi and anti joins keep the rows of one side that have (have no) match on the other:
     /// `[NOT] EXISTS`; the null-aware anti join of `x NOT IN (subquery)` is SQL's `NOT IN`,
     /// NULL rules included.
@@ -791,8 +1248,8 @@ impl Writer<'_> {
                     self.predicate(
                         filter,
                         &JoinColumns {
-                            left: join.left.schema(),
-                            right: join.right.schema(),
+                            left: self.columns_of(&join.left),
+                            right: self.columns_of(&join.right),
                         }
                     )?
                 ),
@@ -870,25 +1327,11 @@ impl Writer<'_> {
         }
         let input = self.plan(&sort.input, Position::OrderFree)?;
         let dialect = self.dialect()?;
-        let columns = Qualified(sort.input.schema());
+        let columns = Qualified(self.columns_of(&sort.input));
         let keys = sort
             .expr
             .iter()
-            .map(
-                |SortExpr {
-                     expr,
-                     asc,
-                     nulls_first,
-                 }| {
-                    let key = self.compared(expr, &columns)?;
-                    Ok(format!(
-                        "{} {} NULLS {}",
-                        key.sql,
-                        if *asc { "ASC" } else { "DESC" },
-                        if *nulls_first { "FIRST" } else { "LAST" }
-                    ))
-                },
-            )
+            .map(|key| self.sort_key(key, &columns))
             .collect::<Writing<Vec<_>>>()?;
         let values = match select {
             Some(projection) => self.select_list(projection)?,
@@ -899,6 +1342,17 @@ impl Writer<'_> {
             "SELECT {values} FROM ({input}) AS q ORDER BY {}{}",
             keys.join(", "),
             dialect.limit(fetch, skip)
+        ))
+    }
+
+    /// `key ASC|DESC NULLS FIRST|LAST`, over values the engine orders like DataFusion.
+    fn sort_key(&self, key: &SortExpr, columns: &dyn ColumnNames) -> Writing<String> {
+        let written = self.compared(&key.expr, columns)?;
+        Ok(format!(
+            "{} {} NULLS {}",
+            written.sql,
+            if key.asc { "ASC" } else { "DESC" },
+            if key.nulls_first { "FIRST" } else { "LAST" }
         ))
     }
 
@@ -921,6 +1375,65 @@ impl Writer<'_> {
     }
 }
 
+/// `sql` with `over` after each aggregate call in it (`sum(…)`, `count(…)`, `min(…)`,
+/// `max(…)`, `avg(…)`, outside quotes): a dialect's aggregate formula, made a window function.
+/// An aggregate's arguments hold no aggregate, so calls do not nest.
+fn with_over(sql: &str, over: &str) -> String {
+    const CALLS: [&str; 5] = ["sum(", "count(", "min(", "max(", "avg("];
+    let bytes = sql.as_bytes();
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut out = String::with_capacity(sql.len() + over.len() * 2);
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => i = past_quoted(bytes, i),
+            _ if (i == 0 || !is_word(bytes[i - 1]))
+                && CALLS
+                    .iter()
+                    .any(|call| bytes[i..].starts_with(call.as_bytes())) =>
+            {
+                let mut depth = 0usize;
+                let mut j = i;
+                while j < bytes.len() {
+                    match bytes[j] {
+                        b'\'' | b'"' => {
+                            j = past_quoted(bytes, j);
+                            continue;
+                        }
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                let end = (j + 1).min(bytes.len());
+                out.push_str(&sql[copied..end]);
+                out.push(' ');
+                out.push_str(over);
+                (copied, i) = (end, end);
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
+/// The index just past the quoted text (`'…'` or `"…"`) that starts at `at`; a doubled quote
+/// inside reads as two quoted texts side by side, which is the same span.
+fn past_quoted(bytes: &[u8], at: usize) -> usize {
+    let quote = bytes[at];
+    bytes[at + 1..]
+        .iter()
+        .position(|b| *b == quote)
+        .map_or(bytes.len(), |offset| at + offset + 2)
+}
+
 /// A projection of its input's columns, all and in order (only their names change): the
 /// positional names make it a no-op.
 fn is_renaming(projection: &Projection) -> bool {
@@ -935,5 +1448,31 @@ fn unalias(expr: &Expr) -> &Expr {
     match expr {
         Expr::Alias(alias) => unalias(&alias.expr),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_over;
+
+    #[test]
+    fn every_aggregate_call_of_a_formula_gets_the_window_and_quoted_text_is_left_alone() {
+        let over = "OVER (ORDER BY \"c0\")";
+        assert_eq!(
+            with_over(
+                "(((sum((\"c1\" >> 32)) + (sum(\"c1\") >> 32)) << 32))",
+                over
+            ),
+            "(((sum((\"c1\" >> 32)) OVER (ORDER BY \"c0\") + (sum(\"c1\") OVER (ORDER BY \"c0\") >> 32)) << 32))"
+        );
+        assert_eq!(
+            with_over("count(*)", over),
+            "count(*) OVER (ORDER BY \"c0\")"
+        );
+        // `max(` inside a string or a quoted name, and names ending in an aggregate's name
+        assert_eq!(
+            with_over("min(('max(' || \"sum(\")) + argmax(x)", over),
+            "min(('max(' || \"sum(\")) OVER (ORDER BY \"c0\") + argmax(x)"
+        );
     }
 }

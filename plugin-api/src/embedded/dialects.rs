@@ -90,8 +90,9 @@ impl SqlDialect for DuckDbDialect {
 
     /// Integers to integers they fit (the caller knows they do), to floats and text; floats
     /// to integers truncated (DuckDB's own cast rounds); decimals to decimals of no smaller
-    /// scale or integer part; floats widened. Nothing else: text to numbers or dates parses
-    /// differently, decimals to integers round.
+    /// scale; wide decimals to doubles and floats to decimals in DataFusion's arithmetic
+    /// (below); floats widened. Nothing else: text to numbers or dates parses differently,
+    /// decimals to integers round.
     fn cast(&self, value: &Written, to: &DataType) -> Option<String> {
         let from = &value.data_type;
         let sql = &value.sql;
@@ -107,12 +108,20 @@ impl SqlDialect for DuckDbDialect {
             (DataType::Decimal128(p, s), t) if t == &DataType::Float64 && *p <= 15 && *s >= 0 => {
                 true
             }
+            (DataType::Decimal128(_, s), t) if t == &DataType::Float64 && (0..=22).contains(s) => {
+                return Some(wide_decimal_to_double(sql, *s));
+            }
+            (DataType::Float32 | DataType::Float64, DataType::Decimal128(p, s))
+                if *p <= 38 && (0..=22).contains(s) =>
+            {
+                return Some(double_to_decimal(sql, *p, *s));
+            }
             (f, t) if f.is_floating() && t.is_integer() => {
                 return Some(format!("CAST(trunc({sql}) AS {name})"));
             }
-            (DataType::Decimal128(fp, fs), DataType::Decimal128(tp, ts)) => {
-                ts >= fs && i16::from(*tp) - i16::from(*ts) >= i16::from(*fp) - i16::from(*fs)
-            }
+            // to no smaller scale: exact; a value that does not fit the precision fails in
+            // both
+            (DataType::Decimal128(_, fs), DataType::Decimal128(_, ts)) => ts >= fs,
             _ => false,
         };
         ok.then(|| format!("CAST({sql} AS {name})"))
@@ -228,6 +237,42 @@ impl SqlDialect for DuckDbDialect {
             "CAST(CAST({quotient} AS DECIMAL(38,0)) * {unit} AS DECIMAL({p},{s}))"
         ))
     }
+}
+
+/// A decimal of more than 15 digits and scale `scale` (at most 22) as DataFusion makes it a
+/// double: its unscaled integer rounded to the nearest double, divided by 10^scale (exact up to
+/// 10^22). DuckDB's own cast does the same while the unscaled value is below 2^53; above, it
+/// rounds a HUGEINT in two steps and may land one unit off (measured on DuckDB 1.2: 228 of
+/// 8 940 values). There the unscaled digits are read back as a double instead — DuckDB parses
+/// numbers correctly rounded — from the decimal's text, which always has `scale` digits after
+/// the point.
+fn wide_decimal_to_double(sql: &str, scale: i8) -> String {
+    let exact_below = decimal_text(1i128 << 53, scale);
+    let divisor = 10f64.powi(i32::from(scale));
+    // the text of a DECIMAL(38, scale) has exactly `scale` digits after the point
+    let sql = format!("CAST({sql} AS DECIMAL(38,{scale}))");
+    format!(
+        "(CASE WHEN abs({sql}) < CAST('{exact_below}' AS DECIMAL(38,{scale})) THEN CAST({sql} AS DOUBLE) \
+         ELSE CAST(replace(CAST({sql} AS VARCHAR), '.', '') AS DOUBLE) / CAST('{divisor:?}' AS DOUBLE) END)"
+    )
+}
+
+/// A float as DataFusion makes it a `DECIMAL(precision, scale)`: the float times 10^scale (a
+/// double, exact up to 10^22), rounded half away from zero — DuckDB's `round` of a double is
+/// C's, the same — as the unscaled integer, an error where it does not fit the precision
+/// (DataFusion's too; NaN and ±inf fail to become a HUGEINT as they fail in DataFusion).
+/// DuckDB's own cast rounds the decimal digits of the float instead.
+fn double_to_decimal(sql: &str, precision: u8, scale: i8) -> String {
+    let multiplier = 10f64.powi(i32::from(scale));
+    let unit = format!(
+        "CAST('{}' AS DECIMAL({},{scale}))",
+        decimal_text(1, scale),
+        scale + 1
+    );
+    format!(
+        "CAST(CAST(CAST(round(CAST({sql} AS DOUBLE) * CAST('{multiplier:?}' AS DOUBLE)) AS HUGEINT) \
+         AS DECIMAL(38,0)) * {unit} AS DECIMAL({precision},{scale}))"
+    )
 }
 
 /// The scalar functions DuckDB computes as DataFusion does, each checked against both.

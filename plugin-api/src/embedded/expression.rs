@@ -8,8 +8,10 @@
 //! - columns and literals of the types the dialect spells; `AND`, `OR`, `NOT`, `IS [NOT]
 //!   NULL`, `IS [NOT] TRUE/FALSE`, `IS [NOT] DISTINCT FROM`;
 //! - comparisons, `BETWEEN` and `IN (…)` between expressions of one type the engine compares
-//!   like DataFusion ([`SqlDialect::compares_like_datafusion`]: never floats, whose -0.0 and
-//!   NaN order differently);
+//!   like DataFusion ([`SqlDialect::compares_like_datafusion`]: not floats, whose -0.0 and
+//!   NaN order differently), and between floats that are never NaN nor -0.0 ([`PlainFloat`]:
+//!   integers and decimals made floats, finite literals, and arithmetic on those whose bounds
+//!   rule out overflow, division by zero and a zero of the wrong sign);
 //! - integer `+ - *` and negation: written plainly where the operands' bounds prove the result
 //!   fits DataFusion's type (DataFusion wraps around on overflow, engines fail or widen), else
 //!   in the dialect's wrapping form ([`SqlDialect::wrapping`]) or kept; integer `/` (DataFusion
@@ -41,10 +43,131 @@ pub struct Written {
     pub bounds: Option<(i128, i128)>,
     /// The value, when the expression is a literal.
     pub literal: Option<ScalarValue>,
-    /// A float that is never NaN nor -0.0 (an integer or decimal cast to a float, a finite
-    /// literal other than -0.0): the values where comparisons in the engines and in
-    /// DataFusion (which orders floats by IEEE 754 totalOrder) could differ.
-    pub plain_float: bool,
+    /// For floats known never to be NaN nor -0.0 (the values where comparisons in the engines
+    /// and in DataFusion, which orders floats by IEEE 754 totalOrder, could differ): what is
+    /// known of their values.
+    pub plain_float: Option<PlainFloat>,
+}
+
+/// What is known of a float expression that is never NaN, never -0.0 and never infinite:
+/// integers and decimals cast to floats, finite literals other than -0.0, and the `+ - * /`
+/// of those where the bounds prove that no step overflows, divides by zero or gives -0.0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlainFloat {
+    /// The least magnitude of a value other than 0 (`inf` when it is always 0).
+    pub smallest: f64,
+    /// The greatest magnitude.
+    pub largest: f64,
+    pub never_negative: bool,
+    pub never_zero: bool,
+}
+
+impl PlainFloat {
+    /// Magnitudes kept well inside the finite normal range, so that no step overflows to
+    /// infinity nor underflows to a zero whose sign differs from DataFusion's.
+    const HUGE: f64 = 1e300;
+    const TINY: f64 = 1e-300;
+
+    /// A finite literal (not -0.0).
+    pub fn literal(v: f64) -> Option<PlainFloat> {
+        if !v.is_finite() || (v == 0.0 && v.is_sign_negative()) || v.abs() > Self::HUGE {
+            return None;
+        }
+        Some(if v == 0.0 {
+            PlainFloat {
+                smallest: f64::INFINITY,
+                largest: 0.0,
+                never_negative: true,
+                never_zero: false,
+            }
+        } else {
+            PlainFloat {
+                smallest: v.abs(),
+                largest: v.abs(),
+                never_negative: v > 0.0,
+                never_zero: true,
+            }
+        })
+    }
+
+    /// An integer between `low` and `high` cast to a float.
+    pub fn integer(low: i128, high: i128) -> PlainFloat {
+        PlainFloat {
+            smallest: 1.0,
+            largest: (low.unsigned_abs().max(high.unsigned_abs()) as f64) * 1.001,
+            never_negative: low >= 0,
+            never_zero: low > 0 || high < 0,
+        }
+    }
+
+    /// A `DECIMAL(precision, scale)` cast to a float.
+    pub fn decimal(precision: u8, scale: i8) -> PlainFloat {
+        PlainFloat {
+            smallest: 10f64.powi(-i32::from(scale)) * 0.999,
+            largest: 10f64.powi(i32::from(precision) - i32::from(scale)) * 1.001,
+            never_negative: false,
+            never_zero: false,
+        }
+    }
+
+    /// `l op r`, when it is still plain; IEEE 754 gives -0.0 only for a zero or underflowed
+    /// product or quotient of operands of different signs (a sum that is exactly zero is +0.0,
+    /// and sums never underflow), NaN only from 0/0, ∞-∞ or 0·∞.
+    pub fn arithmetic(l: PlainFloat, op: Operator, r: PlainFloat) -> Option<PlainFloat> {
+        let result = match op {
+            Operator::Plus | Operator::Minus => {
+                let both_non_negative =
+                    op == Operator::Plus && l.never_negative && r.never_negative;
+                PlainFloat {
+                    smallest: if both_non_negative {
+                        l.smallest.min(r.smallest) * 0.5
+                    } else {
+                        f64::from_bits(1)
+                    },
+                    largest: (l.largest + r.largest) * 1.001,
+                    never_negative: both_non_negative
+                        || (op == Operator::Minus && l.never_negative && r.largest == 0.0),
+                    never_zero: both_non_negative && (l.never_zero || r.never_zero),
+                }
+            }
+            Operator::Multiply | Operator::Divide => {
+                let (smallest, largest) = if op == Operator::Multiply {
+                    (l.smallest * r.smallest, l.largest * r.largest)
+                } else {
+                    if !r.never_zero {
+                        return None;
+                    }
+                    (l.smallest / r.largest, l.largest / r.smallest)
+                };
+                let same_sign = l.never_negative && r.never_negative;
+                // an exact zero of different signs: +0.0 times (or over) a negative value
+                let signed_zero = (!l.never_zero && !r.never_negative)
+                    || (op == Operator::Multiply && !r.never_zero && !l.never_negative);
+                let may_underflow = smallest < Self::TINY;
+                if !same_sign && (signed_zero || may_underflow) {
+                    return None;
+                }
+                PlainFloat {
+                    smallest: (smallest * 0.5).max(f64::from_bits(1)),
+                    largest: largest * 1.001,
+                    never_negative: same_sign,
+                    never_zero: l.never_zero
+                        && (op == Operator::Divide || r.never_zero)
+                        && !may_underflow,
+                }
+            }
+            _ => return None,
+        };
+        (result.largest <= Self::HUGE).then_some(result)
+    }
+
+    /// `-value`, when it is still plain (-(+0.0) is -0.0).
+    pub fn negated(self) -> Option<PlainFloat> {
+        self.never_zero.then_some(PlainFloat {
+            never_negative: false,
+            ..self
+        })
+    }
 }
 
 impl Written {
@@ -55,7 +178,7 @@ impl Written {
             data_type,
             bounds,
             literal: None,
-            plain_float: false,
+            plain_float: None,
         }
     }
 }
@@ -169,7 +292,10 @@ impl ExpressionWriter<'_> {
                     .columns
                     .column(column)
                     .ok_or_else(|| kept(expr, "not a column of the statement"))?;
-                Ok(Written::new(sql, data_type))
+                Ok(Written {
+                    plain_float: self.columns.plain_float(column),
+                    ..Written::new(sql, data_type)
+                })
             }
             Expr::Literal(value, _) => self.literal(expr, value),
             Expr::BinaryExpr(binary) => self.binary(expr, binary),
@@ -220,7 +346,11 @@ impl ExpressionWriter<'_> {
                 }
                 if value.data_type.is_floating() && self.dialect.float_arithmetic_like_datafusion()
                 {
-                    return Ok(Written::new(format!("(- {})", value.sql), value.data_type));
+                    let plain_float = value.plain_float.and_then(PlainFloat::negated);
+                    return Ok(Written {
+                        plain_float,
+                        ..Written::new(format!("(- {})", value.sql), value.data_type)
+                    });
                 }
                 if is_decimal(&value.data_type) && self.dialect.decimal_arithmetic() {
                     return Ok(Written::new(format!("(- {})", value.sql), value.data_type));
@@ -293,9 +423,9 @@ impl ExpressionWriter<'_> {
             .map(|v| (v, v))
             .or(integer_range(&data_type));
         let plain_float = match value {
-            ScalarValue::Float64(Some(v)) => v.is_finite() && !(*v == 0.0 && v.is_sign_negative()),
-            ScalarValue::Float32(Some(v)) => v.is_finite() && !(*v == 0.0 && v.is_sign_negative()),
-            _ => false,
+            ScalarValue::Float64(Some(v)) => PlainFloat::literal(*v),
+            ScalarValue::Float32(Some(v)) => PlainFloat::literal(f64::from(*v)),
+            _ => None,
         };
         Ok(Written {
             sql,
@@ -319,7 +449,9 @@ impl ExpressionWriter<'_> {
     /// float that is never NaN nor -0.0, which every engine compares as DataFusion does.
     fn compared(&self, expr: &Expr) -> Result<Written, Kept> {
         let written = self.write(expr)?;
-        if !self.dialect.compares_like_datafusion(&written.data_type) && !written.plain_float {
+        if !self.dialect.compares_like_datafusion(&written.data_type)
+            && written.plain_float.is_none()
+        {
             return Err(kept(
                 expr,
                 format!(
@@ -466,10 +598,15 @@ impl ExpressionWriter<'_> {
                     ),
                 ));
             }
-            return Ok(Written::new(
-                format!("({} {op} {})", l.sql, r.sql),
-                lt.clone(),
-            ));
+            // tracked for doubles only: a float's range is far narrower
+            let plain_float = match (l.plain_float, r.plain_float, lt) {
+                (Some(a), Some(b), DataType::Float64) => PlainFloat::arithmetic(a, op, b),
+                _ => None,
+            };
+            return Ok(Written {
+                plain_float,
+                ..Written::new(format!("({} {op} {})", l.sql, r.sql), lt.clone())
+            });
         }
         if is_decimal(lt) && is_decimal(rt) {
             return self.decimal_arithmetic(expr, l, op, r);
@@ -739,10 +876,14 @@ impl ExpressionWriter<'_> {
                 })
                 .ok_or_else(|| kept(expr, format!("{} casts differently", self.engine())));
         }
-        let plain_float = to.is_floating()
-            && (value.data_type.is_integer()
-                || is_decimal(&value.data_type)
-                || (value.data_type.is_floating() && value.plain_float));
+        let plain_float = match (&value.data_type, value.bounds) {
+            _ if !to.is_floating() => None,
+            (_, Some((low, high))) => Some(PlainFloat::integer(low, high)),
+            (DataType::Decimal128(p, s), _) => Some(PlainFloat::decimal(*p, *s)),
+            // widening keeps every value; narrowing may overflow or underflow
+            (DataType::Float32, _) => value.plain_float,
+            _ => None,
+        };
         self.dialect
             .cast(&value, to)
             .map(|sql| Written {

@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Expr, Operator};
 
-use super::expression::{Written, predicate_or_reason};
+use super::expression::{PlainFloat, Written, predicate_or_reason};
 
 /// How one engine's SQL differs where filters are concerned.
 pub trait SqlDialect: Send + Sync {
@@ -143,6 +143,13 @@ pub trait SqlDialect: Send + Sync {
 pub trait ColumnNames {
     /// The SQL naming `column`, and its type; `None` for a column it does not know.
     fn column(&self, column: &Column) -> Option<(String, DataType)>;
+
+    /// What is known of `column`'s values when it is a float computed by the statement
+    /// (see [`PlainFloat`]); `None`: nothing.
+    fn plain_float(&self, column: &Column) -> Option<PlainFloat> {
+        let _ = column;
+        None
+    }
 }
 
 /// The columns of one table, by their quoted names.
