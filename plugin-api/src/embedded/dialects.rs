@@ -167,6 +167,36 @@ impl SqlDialect for DuckDbDialect {
         true
     }
 
+    /// In HUGEINT: each side's unscaled value (its DECIMAL(38, scale) times 10^scale, which
+    /// the caller's precision check keeps within 38 digits), `//` truncating toward zero,
+    /// `error()` where arrow fails on a zero divisor (`//` would give NULL).
+    fn decimal_division(
+        &self,
+        left: &str,
+        right: &str,
+        (left_scale, right_scale, multiplier): (i8, i8, i8),
+        (p, s): (u8, i8),
+    ) -> Option<String> {
+        let power = |n: i8| format!("1{}", "0".repeat(usize::from(n.unsigned_abs())));
+        let unscaled = |sql: &str, scale: i8| {
+            format!(
+                "CAST(CAST({sql} AS DECIMAL(38,{scale})) * {} AS HUGEINT)",
+                power(scale)
+            )
+        };
+        let divisor = unscaled(right, right_scale);
+        let quotient = format!(
+            "(({} * {}) // {divisor})",
+            unscaled(left, left_scale),
+            power(multiplier)
+        );
+        let unit = format!("CAST('{}' AS DECIMAL({},{s}))", decimal_text(1, s), s + 1);
+        Some(format!(
+            "(CASE WHEN {divisor} = 0 THEN error('Divide by zero error') \
+             ELSE CAST(CAST({quotient} AS DECIMAL(38,0)) * {unit} AS DECIMAL({p},{s})) END)"
+        ))
+    }
+
     /// DuckDB adds months clamping to the month's end (Jan 31 + 1 month = Feb 29), as
     /// DataFusion does; a date plus an interval is a TIMESTAMP, so it is cast back.
     fn date_plus(&self, date: &str, months: i32, days: i32) -> Option<String> {
@@ -659,7 +689,13 @@ mod tests {
             written(&DuckDbDialect, &product).unwrap(),
             "(CAST(\"m\" AS DECIMAL(38,2)) * CAST(\"m\" AS DECIMAL(38,2)))"
         );
-        assert!(written(&DuckDbDialect, &(col("m") / col("m"))).is_err());
+        let quotient = written(&DuckDbDialect, &(col("m") / col("m"))).unwrap();
+        assert!(
+            quotient.contains("//") && quotient.contains("error('Divide by zero error')"),
+            "{quotient}"
+        );
+        let wide = cast(col("m"), DataType::Decimal128(38, 2)) / col("m");
+        assert!(written(&DuckDbDialect, &wide).is_err());
         let folded = written(&DuckDbDialect, &upper(col("s"))).unwrap_err();
         assert!(folded.contains("folds case"), "{folded}");
         let from_end = substr(col("s"), lit(-1i64));

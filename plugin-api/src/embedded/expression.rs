@@ -17,7 +17,8 @@
 //!   in the dialect's wrapping form ([`SqlDialect::wrapping`]) or kept; integer `/` (DataFusion
 //!   truncates) and `%` only where the divisor's bounds exclude 0 and `MIN / -1` cannot occur;
 //! - float `+ - * /` where the engine follows IEEE 754 as DataFusion does; decimal `+ - *`
-//!   with DataFusion's result precision and scale; `||`; date ± a literal interval of months
+//!   with DataFusion's result precision and scale, and `/` with arrow's (scale `s1 + 4`,
+//!   truncated) where the quotient cannot pass 38 digits; `||`; date ± a literal interval of months
 //!   and days;
 //! - `CASE`, casts the dialect writes with DataFusion's result ([`SqlDialect::cast`]), `LIKE`,
 //!   and the scalar functions the dialect translates ([`SqlDialect::function`]).
@@ -736,6 +737,9 @@ impl ExpressionWriter<'_> {
                 format!("{} computes decimals differently", self.engine()),
             ));
         }
+        if op == Operator::Divide {
+            return self.decimal_division(expr, l, r);
+        }
         if !matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply) {
             return Err(kept(
                 expr,
@@ -769,6 +773,53 @@ impl ExpressionWriter<'_> {
         let wide = |w: &Written, scale: i8| format!("CAST({} AS DECIMAL(38,{scale}))", w.sql);
         let sql = format!("({} {op} {})", wide(l, *ls), wide(r, *rs));
         Ok(Written::new(sql, result))
+    }
+
+    /// Decimal `/` as arrow's kernel computes it for DataFusion: scale `s1 + 4`, the left
+    /// unscaled value times `10^(s - s1 + s2)` divided by the right's, truncated toward zero,
+    /// an error for a zero divisor. Written only where that product has at most 38 digits:
+    /// then nothing overflows in either, and the quotient fits DataFusion's precision (past
+    /// 38 digits arrow's quotient can exceed its type's precision, which no engine holds).
+    fn decimal_division(&self, expr: &Expr, l: &Written, r: &Written) -> Result<Written, Kept> {
+        let (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) =
+            (&l.data_type, &r.data_type)
+        else {
+            return Err(kept(expr, "not decimals"));
+        };
+        let (p1, s1, p2, s2) = (
+            i16::from(*p1),
+            i16::from(*s1),
+            i16::from(*p2),
+            i16::from(*s2),
+        );
+        let scale = (s1 + 4).min(38);
+        let multiplier = scale - s1 + s2;
+        let precision = p1 + multiplier;
+        if s1 < 0 || s2 < 0 || multiplier < 0 || precision > 38 || p1 + s1 > 38 || p2 + s2 > 38 {
+            return Err(kept(
+                expr,
+                "/ of decimals whose quotient may pass 38 digits",
+            ));
+        }
+        let result = BinaryTypeCoercer::new(&l.data_type, &Operator::Divide, &r.data_type)
+            .get_result_type()
+            .map_err(|e| kept(expr, e.to_string()))?;
+        let (Ok(p), Ok(s)) = (u8::try_from(precision), i8::try_from(scale)) else {
+            return Err(kept(expr, "/ of decimals"));
+        };
+        if result != DataType::Decimal128(p, s) {
+            return Err(kept(expr, format!("/ of decimals gives {result}")));
+        }
+        let scales = (s1 as i8, s2 as i8, multiplier as i8);
+        self.dialect
+            .decimal_division(&l.sql, &r.sql, scales, (p, s))
+            .map(|sql| Written::new(sql, result))
+            .ok_or_else(|| {
+                kept(
+                    expr,
+                    format!("{} divides decimals differently", self.engine()),
+                )
+            })
     }
 
     fn like(&self, expr: &Expr, like: &Like) -> Result<Written, Kept> {

@@ -101,6 +101,20 @@ pub trait SqlDialect: Send + Sync {
         false
     }
 
+    /// `left / right` on decimals of scales `(left, right, multiplier)`, exactly as arrow:
+    /// `trunc(unscaled(left) · 10^multiplier / unscaled(right))` as `DECIMAL(p, s)` of
+    /// `output`, an error for a zero divisor (the caller has checked nothing overflows).
+    fn decimal_division(
+        &self,
+        left: &str,
+        right: &str,
+        scales: (i8, i8, i8),
+        output: (u8, i8),
+    ) -> Option<String> {
+        let _ = (left, right, scales, output);
+        None
+    }
+
     /// Whether `a || b` on strings is DataFusion's (NULL if either is).
     fn concatenates_like_datafusion(&self) -> bool {
         false

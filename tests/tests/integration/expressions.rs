@@ -76,6 +76,15 @@ const WHOLE: &[(&str, bool)] = &[
         "SELECT sum(m), min(m), max(m), count(m), avg(m), avg(DISTINCT m) FROM x",
         false,
     ),
+    // decimal division: arrow's scale s1 + 4, truncated toward zero
+    (
+        "SELECT k, m / 3, m / CAST(-7.5 AS DECIMAL(3,1)), m / nullif(m, 0) FROM x ORDER BY k, a",
+        true,
+    ),
+    (
+        "SELECT b % 2, sum(m) / count(*) FROM x GROUP BY b % 2",
+        false,
+    ),
     // negative averages truncate toward zero
     ("SELECT b % 2, avg(m) FROM x GROUP BY b % 2", false),
     // decimals compared as floats (DataFusion reads `0.05` as a DOUBLE): never NaN or -0.0
@@ -192,6 +201,8 @@ const SQLITE_PARTLY: &[&str] = &[
     // SQLite keeps decimals as text
     "SELECT k, m * 2, m + 1, m - m, m * (1 - m) FROM x ORDER BY k, a",
     "SELECT sum(m), min(m), max(m), count(m), avg(m), avg(DISTINCT m) FROM x",
+    "SELECT k, m / 3, m / CAST(-7.5 AS DECIMAL(3,1)), m / nullif(m, 0) FROM x ORDER BY k, a",
+    "SELECT b % 2, sum(m) / count(*) FROM x GROUP BY b % 2",
     "SELECT b % 2, avg(m) FROM x GROUP BY b % 2",
     "SELECT count(*) FROM x WHERE m BETWEEN 0.05 AND 100 OR m < -0.005",
     "SELECT k, CAST(m * m AS DOUBLE), m * m * 0.5, CAST(m AS DOUBLE) / 3.0 \
