@@ -177,23 +177,21 @@ impl SqlDialect for DuckDbDialect {
         (left_scale, right_scale, multiplier): (i8, i8, i8),
         (p, s): (u8, i8),
     ) -> Option<String> {
-        let power = |n: i8| format!("1{}", "0".repeat(usize::from(n.unsigned_abs())));
         let unscaled = |sql: &str, scale: i8| {
             format!(
                 "CAST(CAST({sql} AS DECIMAL(38,{scale})) * {} AS HUGEINT)",
-                power(scale)
+                power_of_ten(scale)
             )
         };
         let divisor = unscaled(right, right_scale);
         let quotient = format!(
             "(({} * {}) // {divisor})",
             unscaled(left, left_scale),
-            power(multiplier)
+            power_of_ten(multiplier)
         );
-        let unit = format!("CAST('{}' AS DECIMAL({},{s}))", decimal_text(1, s), s + 1);
         Some(format!(
-            "(CASE WHEN {divisor} = 0 THEN error('Divide by zero error') \
-             ELSE CAST(CAST({quotient} AS DECIMAL(38,0)) * {unit} AS DECIMAL({p},{s})) END)"
+            "(CASE WHEN {divisor} = 0 THEN error('Divide by zero error') ELSE {} END)",
+            decimal_from_unscaled(&quotient, p, s)
         ))
     }
 
@@ -252,20 +250,16 @@ impl SqlDialect for DuckDbDialect {
         if *scale < 0 || s < scale || *p > 38 {
             return None;
         }
-        let power = |n: i8| format!("1{}", "0".repeat(usize::from(n.unsigned_abs())));
         let distinct = if distinct { "DISTINCT " } else { "" };
         let unscaled = format!(
             "CAST(sum({distinct}{argument}) * {} AS HUGEINT)",
-            power(*scale)
+            power_of_ten(*scale)
         );
         let quotient = format!(
             "(({unscaled} * {}) // count({distinct}{argument}))",
-            power(s - scale)
+            power_of_ten(s - scale)
         );
-        let unit = format!("CAST('{}' AS DECIMAL({},{s}))", decimal_text(1, *s), s + 1);
-        Some(format!(
-            "CAST(CAST({quotient} AS DECIMAL(38,0)) * {unit} AS DECIMAL({p},{s}))"
-        ))
+        Some(decimal_from_unscaled(&quotient, *p, *s))
     }
 }
 
@@ -294,15 +288,24 @@ fn wide_decimal_to_double(sql: &str, scale: i8) -> String {
 /// DuckDB's own cast rounds the decimal digits of the float instead.
 fn double_to_decimal(sql: &str, precision: u8, scale: i8) -> String {
     let multiplier = 10f64.powi(i32::from(scale));
+    let unscaled =
+        format!("CAST(round(CAST({sql} AS DOUBLE) * CAST('{multiplier:?}' AS DOUBLE)) AS HUGEINT)");
+    decimal_from_unscaled(&unscaled, precision, scale)
+}
+
+/// `10^n` (`n` ≥ 0) as an integer literal.
+fn power_of_ten(n: i8) -> String {
+    format!("1{}", "0".repeat(usize::from(n.unsigned_abs())))
+}
+
+/// The HUGEINT `unscaled` as the `DECIMAL(precision, scale)` whose unscaled value it is.
+fn decimal_from_unscaled(unscaled: &str, precision: u8, scale: i8) -> String {
     let unit = format!(
         "CAST('{}' AS DECIMAL({},{scale}))",
         decimal_text(1, scale),
         scale + 1
     );
-    format!(
-        "CAST(CAST(CAST(round(CAST({sql} AS DOUBLE) * CAST('{multiplier:?}' AS DOUBLE)) AS HUGEINT) \
-         AS DECIMAL(38,0)) * {unit} AS DECIMAL({precision},{scale}))"
-    )
+    format!("CAST(CAST({unscaled} AS DECIMAL(38,0)) * {unit} AS DECIMAL({precision},{scale}))")
 }
 
 /// The scalar functions DuckDB computes as DataFusion does, each checked against both.
