@@ -4,6 +4,10 @@
 //! `duckdb` crate: the DuckDB the plugin bundles), medians of interleaved runs. Prints a
 //! Markdown table: per query the two times, the ratio, and whether the query ran whole in
 //! DuckDB (else the first reason EXPLAIN gives for what stayed in DataFusion); then the totals.
+//! For the queries that run whole, a second table splits accel's time: planning in the host
+//! (parse, optimise, write the statement, physical plan), DuckDB running accel's statement
+//! itself, and what is left (the hop into the plugin and the rows crossing back) — so the
+//! cost of the statement's form and the host's fixed cost per query show apart.
 //!
 //! Needs the release build of the DuckDB plugin (`cargo build --release --workspace`).
 
@@ -13,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use accel_engine_duckdb::arrow_bridge::to_duckdb;
 use accel_host::{Host, HostOptions};
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
 
@@ -109,8 +116,10 @@ async fn run(scale: f64) {
     println!("|---|---:|---:|---:|---|");
     let (mut accel_total, mut duck_total) = (Duration::ZERO, Duration::ZERO);
     let mut whole = 0;
+    let mut splits = Vec::new();
     for (name, sql) in accel_tpch::QUERIES {
         let plan = host.sql(&format!("EXPLAIN {sql}")).await.unwrap();
+        let statement = engine_statement(&plan);
         let plan = pretty_format_batches(&plan).unwrap().to_string();
         let statements = plan.matches("EngineQueryExec:").count();
         let kept = plan
@@ -125,30 +134,36 @@ async fn run(scale: f64) {
             let reason = kept.unwrap_or_else(|| "plan shape".to_owned());
             format!("no ({statements} statements): {}", truncate(&reason, 90))
         };
+        let statement = statement.filter(|_| runs_whole);
         let (mut accel_times, mut duck_times) = (Vec::new(), Vec::new());
+        let (mut planning_times, mut statement_times) = (Vec::new(), Vec::new());
         // one warm-up run each, then interleaved
         for run in 0..=RUNS {
             let start = Instant::now();
             std::hint::black_box(host.sql(sql).await.unwrap());
             let accel = start.elapsed();
-            let start = Instant::now();
-            let rows: usize = duck
-                .prepare(sql)
-                .unwrap()
-                .query_arrow([])
-                .unwrap()
-                .map(|b| b.num_rows())
-                .sum();
-            std::hint::black_box(rows);
-            let native = start.elapsed();
+            let native = time_in_duckdb(&duck, sql);
+            if let Some(statement) = &statement {
+                let start = Instant::now();
+                let frame = host.context().sql(sql).await.unwrap();
+                std::hint::black_box(frame.create_physical_plan().await.unwrap());
+                let planning = start.elapsed();
+                let statement = time_in_duckdb(&duck, statement);
+                if run > 0 {
+                    planning_times.push(planning);
+                    statement_times.push(statement);
+                }
+            }
             if run > 0 {
                 accel_times.push(accel);
                 duck_times.push(native);
             }
         }
-        accel_times.sort();
-        duck_times.sort();
-        let (accel, native) = (accel_times[RUNS / 2], duck_times[RUNS / 2]);
+        let (accel, native) = (median(accel_times), median(duck_times));
+        if statement.is_some() {
+            let (planning, statement) = (median(planning_times), median(statement_times));
+            splits.push((name.to_string(), accel, planning, statement, native));
+        }
         accel_total += accel;
         duck_total += native;
         println!(
@@ -164,7 +179,70 @@ async fn run(scale: f64) {
         duck_total.as_secs_f64() * 1e3,
         accel_total.as_secs_f64() / duck_total.as_secs_f64()
     );
+    println!();
+    println!(
+        "| query (run whole) | accel | planning in the host | DuckDB on accel's statement | \
+         rest (hop, rows back) | statement vs DuckDB's own plan |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let mut sums = [Duration::ZERO; 4];
+    for (name, accel, planning, statement, native) in splits {
+        let rest = accel.saturating_sub(planning + statement);
+        for (sum, part) in sums.iter_mut().zip([accel, planning, statement, native]) {
+            *sum += part;
+        }
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}x |",
+            ms(accel),
+            ms(planning),
+            ms(statement),
+            ms(rest),
+            statement.as_secs_f64() / native.as_secs_f64()
+        );
+    }
+    let [accel, planning, statement, native] = sums;
+    println!(
+        "| total | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}x |",
+        ms(accel),
+        ms(planning),
+        ms(statement),
+        ms(accel.saturating_sub(planning + statement)),
+        statement.as_secs_f64() / native.as_secs_f64()
+    );
     host.shutdown().await;
+}
+
+/// The time DuckDB takes to run `sql` and hand over every row as Arrow.
+fn time_in_duckdb(duck: &duckdb::Connection, sql: &str) -> Duration {
+    let start = Instant::now();
+    let rows: usize = duck
+        .prepare(sql)
+        .unwrap()
+        .query_arrow([])
+        .unwrap()
+        .map(|b| b.num_rows())
+        .sum();
+    std::hint::black_box(rows);
+    start.elapsed()
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The SQL of the first engine statement in an EXPLAIN result.
+fn engine_statement(explain: &[RecordBatch]) -> Option<String> {
+    explain.iter().find_map(|batch| {
+        let plans = cast(batch.column(1), &DataType::Utf8).ok()?;
+        let plans = plans.as_any().downcast_ref::<StringArray>()?;
+        plans.iter().flatten().find_map(|plan| {
+            plan.lines()
+                .find_map(|line| line.split_once("EngineQueryExec: ")?.1.split_once(" sql="))
+                .map(|(_, sql)| sql.to_owned())
+        })
+    })
 }
 
 fn has_datafusion_work(plan: &str) -> bool {

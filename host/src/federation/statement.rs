@@ -20,7 +20,9 @@
 //!   wrap around on overflow as DataFusion's does ([`SqlDialect::integer_sum`]); float
 //!   `sum`/`avg` only where the engine's reach NaN and ±inf as DataFusion's do; decimal `sum`
 //!   where the engine sums decimals exactly;
-//! - inner, left, right, full and cross joins; semi and anti joins (`IN`, `EXISTS`) as
+//! - inner joins (a tree of them as one `FROM` list, an aggregate joined on a grouping column
+//!   to a relation that keeps some rows aggregating only the keys it has), left, right, full
+//!   and cross joins; semi and anti joins (`IN`, `EXISTS`) as
 //!   `[NOT] EXISTS`, the null-aware anti join (`NOT IN`) as `NOT IN` with SQL's NULL rules,
 //!   which are DataFusion's; scalar subqueries, which DataFusion turns into joins;
 //! - `UNION ALL` (and `UNION`, which DataFusion plans as an aggregate over it), `DISTINCT`;
@@ -37,7 +39,7 @@
 //! A subtree that does no more than a scan would (filters, projections, a limit) is left to
 //! the table scans, which push the same filters, projections and limits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use accel_plugin_api::embedded::expression::{
@@ -109,16 +111,23 @@ impl Statement {
         if plan.schema().fields().is_empty() {
             return shape();
         }
-        let mut writer = Writer {
-            lookup,
-            target: None,
-            pushes_work: false,
-            floats: HashMap::new(),
-            select_floats: None,
-        };
-        let sql = writer.plan(plan, Position::Root)?;
+        let mut writer = Writer::new(lookup, HashSet::new());
+        let mut sql = writer.plan(plan, Position::Root)?;
         if !writer.pushes_work {
             return shape();
+        }
+        let repeated = writer.common.repeated();
+        if !repeated.is_empty() {
+            writer = Writer::new(lookup, repeated);
+            let body = writer.plan(plan, Position::Root)?;
+            let common: Vec<String> = writer
+                .common
+                .named
+                .iter()
+                .enumerate()
+                .map(|(i, sql)| format!("{} AS MATERIALIZED ({sql})", common_name(i)))
+                .collect();
+            sql = format!("WITH {} {body}", common.join(", "));
         }
         let ordering = match root_ordering(plan) {
             Some(ordering) => ordering,
@@ -240,6 +249,51 @@ struct Writer<'a> {
     floats: HashMap<*const LogicalPlan, Vec<Option<PlainFloat>>>,
     /// Those of the select list written last, for the projection node being written.
     select_floats: Option<Vec<Option<PlainFloat>>>,
+    /// While an aggregate is written again for [`Writer::narrow_aggregates`]: that aggregate,
+    /// the position of a grouping column among its group expressions, and the statement
+    /// whose rows are the only keys to aggregate.
+    key_filter: Option<(*const Aggregate, usize, String)>,
+    common: CommonSubqueries,
+}
+
+/// Aggregates and groups of joins that two nodes of a plan write alike (TPC-H q15: the
+/// revenue view, joined and under `max`), computed once as `WITH sN AS MATERIALIZED (…)`.
+/// The statement is written twice: the first time finds them, the second names them.
+#[derive(Default)]
+struct CommonSubqueries {
+    /// First time: each statement written, with the nodes that wrote it.
+    written: HashMap<String, HashSet<*const ()>>,
+    /// Second time: the statements two nodes or more wrote…
+    shared: HashSet<String>,
+    /// … in the order they are named `s0`, `s1`, … (one may use those before it).
+    named: Vec<String>,
+}
+
+impl CommonSubqueries {
+    /// The statements written by two nodes or more, but not those inside another such
+    /// statement (the outer one is shared instead).
+    fn repeated(&self) -> HashSet<String> {
+        let repeated: Vec<&String> = self
+            .written
+            .iter()
+            .filter(|(_, nodes)| nodes.len() > 1)
+            .map(|(sql, _)| sql)
+            .collect();
+        repeated
+            .iter()
+            .filter(|sql| {
+                !repeated
+                    .iter()
+                    .any(|outer| outer.len() > sql.len() && outer.contains(sql.as_str()))
+            })
+            .map(|sql| (*sql).clone())
+            .collect()
+    }
+}
+
+/// The name of the `index`th common subquery.
+fn common_name(index: usize) -> String {
+    format!("s{index}")
 }
 
 /// Output column `index` of a written `SELECT`.
@@ -354,16 +408,41 @@ impl ColumnNames for JoinColumns<'_> {
     }
 }
 
-/// Inner joins written as one `FROM` list: the relations (`(SELECT …) AS tN`) and the join
-/// conditions over their columns.
+/// Inner joins written as one `FROM` list: the relations (`(SELECT …) AS tN`), the join
+/// conditions over their columns, and which of those are equalities of two columns.
 #[derive(Default)]
-struct JoinGroup {
-    relations: Vec<String>,
+struct JoinGroup<'p> {
+    relations: Vec<Relation<'p>>,
     conditions: Vec<String>,
+    equalities: Vec<(GroupColumn, GroupColumn)>,
 }
 
-/// A column of a [`JoinGroup`]: `tN."cK"`, and what is known of it if it is a plain float.
-type GroupColumn = (String, Option<PlainFloat>);
+/// One relation of a [`JoinGroup`]: the node and its statement.
+struct Relation<'p> {
+    plan: &'p LogicalPlan,
+    sql: String,
+}
+
+impl Relation<'_> {
+    fn alias(index: usize) -> String {
+        format!("t{index}")
+    }
+}
+
+/// A column of a [`JoinGroup`]: output `index` of relation `relation`, and what is known of it
+/// if it is a plain float.
+#[derive(Debug, Clone, Copy)]
+struct GroupColumn {
+    relation: usize,
+    index: usize,
+    float: Option<PlainFloat>,
+}
+
+impl GroupColumn {
+    fn sql(&self) -> String {
+        format!("{}.{}", Relation::alias(self.relation), output(self.index))
+    }
+}
 
 /// The columns of a join's two inputs within a [`JoinGroup`].
 struct GroupColumns<'a> {
@@ -374,26 +453,69 @@ struct GroupColumns<'a> {
 }
 
 impl GroupColumns<'_> {
-    fn find(&self, column: &Column) -> Option<(&GroupColumn, DataType)> {
+    fn find(&self, column: &Column) -> Option<(GroupColumn, DataType)> {
         let (schema, columns) = if self.left.has_column(column) {
             (self.left, self.left_columns)
         } else {
             (self.right, self.right_columns)
         };
         let index = schema.index_of_column(column).ok()?;
-        Some((columns.get(index)?, schema.field(index).data_type().clone()))
+        Some((
+            *columns.get(index)?,
+            schema.field(index).data_type().clone(),
+        ))
     }
 }
 
 impl ColumnNames for GroupColumns<'_> {
     fn column(&self, column: &Column) -> Option<(String, DataType)> {
         self.find(column)
-            .map(|((sql, _), data_type)| (sql.clone(), data_type))
+            .map(|(group_column, data_type)| (group_column.sql(), data_type))
     }
 
     fn plain_float(&self, column: &Column) -> Option<PlainFloat> {
-        self.find(column).and_then(|((_, floats), _)| *floats)
+        self.find(column)
+            .and_then(|(group_column, _)| group_column.float)
     }
+}
+
+/// The aggregate that makes output column `index` of `plan` one of its grouping columns, as
+/// it is (through aliases, filters and projections of columns), and that column's position
+/// among the aggregate's group expressions.
+fn grouping_column_of(plan: &LogicalPlan, index: usize) -> Option<(&Aggregate, usize)> {
+    match plan {
+        LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. })
+        | LogicalPlan::Filter(Filter { input, .. }) => grouping_column_of(input, index),
+        LogicalPlan::Projection(projection) => match unalias(projection.expr.get(index)?) {
+            Expr::Column(column) => grouping_column_of(
+                &projection.input,
+                projection.input.schema().index_of_column(column).ok()?,
+            ),
+            _ => None,
+        },
+        LogicalPlan::Aggregate(aggregate) => match unalias(aggregate.group_expr.get(index)?) {
+            Expr::Column(_) => Some((aggregate, index)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `plan` keeps only some rows of its tables: a filter, a filtered or limited scan, a
+/// semi or anti join, a limit somewhere in it.
+fn narrows(plan: &LogicalPlan) -> bool {
+    plan.exists(|node| {
+        Ok(match node {
+            LogicalPlan::Filter(_) | LogicalPlan::Limit(_) => true,
+            LogicalPlan::TableScan(scan) => !scan.filters.is_empty() || scan.fetch.is_some(),
+            LogicalPlan::Join(join) => matches!(
+                join.join_type,
+                JoinType::LeftSemi | JoinType::LeftAnti | JoinType::RightSemi | JoinType::RightAnti
+            ),
+            _ => false,
+        })
+    })
+    .unwrap_or(false)
 }
 
 /// An inner join with SQL's NULL rules: one a [`JoinGroup`] can hold.
@@ -421,7 +543,46 @@ fn select_list_of(values: Vec<String>) -> String {
     }
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(lookup: &'a Lookup<'a>, shared: HashSet<String>) -> Self {
+        Writer {
+            lookup,
+            target: None,
+            pushes_work: false,
+            floats: HashMap::new(),
+            select_floats: None,
+            key_filter: None,
+            common: CommonSubqueries {
+                shared,
+                ..CommonSubqueries::default()
+            },
+        }
+    }
+
+    /// `sql`, written for the aggregate or join group at `node` — or, where the dialect can
+    /// and other nodes write it too, a reference to it as a common subquery.
+    fn common(&mut self, node: *const (), sql: String) -> Writing<String> {
+        if !self.dialect()?.materializes_common_subqueries() {
+            return Ok(sql);
+        }
+        if self.common.shared.contains(&sql) {
+            let index = match self.common.named.iter().position(|named| *named == sql) {
+                Some(index) => index,
+                None => {
+                    self.common.named.push(sql);
+                    self.common.named.len() - 1
+                }
+            };
+            return Ok(format!("SELECT * FROM {}", common_name(index)));
+        }
+        self.common
+            .written
+            .entry(sql.clone())
+            .or_default()
+            .insert(node);
+        Ok(sql)
+    }
+
     /// The output columns of the written node `plan`, by position.
     fn columns_of<'p>(&'p self, plan: &'p LogicalPlan) -> Positional<'p> {
         Positional {
@@ -772,11 +933,16 @@ impl Writer<'_> {
             .map(|(i, v)| format!("{v} AS {}", output(i)))
             .collect();
         let mut sql = format!("SELECT {} FROM ({input}) AS q", values.join(", "));
+        if let Some((narrowed, position, keys)) = &self.key_filter
+            && std::ptr::eq(*narrowed, aggregate)
+        {
+            sql.push_str(&format!(" WHERE {} IN ({keys})", groups[*position]));
+        }
         if !groups.is_empty() {
             sql.push_str(&format!(" GROUP BY {}", groups.join(", ")));
         }
         self.pushes_work = true;
-        Ok(sql)
+        self.common(aggregate as *const Aggregate as *const (), sql)
     }
 
     /// `count`, `sum`, `avg`, `min`, `max` of a value (or `count(*)`), plain or DISTINCT,
@@ -1131,26 +1297,78 @@ impl Writer<'_> {
     fn inner_joins(&mut self, join: &Join) -> Writing<String> {
         let mut group = JoinGroup::default();
         let columns = self.gather_join(join, &mut group)?;
+        self.narrow_aggregates(&mut group)?;
         let values = columns
             .iter()
             .enumerate()
-            .map(|(i, (sql, _))| format!("{sql} AS {}", output(i)))
+            .map(|(i, column)| format!("{} AS {}", column.sql(), output(i)))
             .collect();
-        self.select_floats = Some(columns.iter().map(|(_, floats)| *floats).collect());
+        self.select_floats = Some(columns.iter().map(|column| column.float).collect());
         self.pushes_work = true;
+        let relations: Vec<String> = group
+            .relations
+            .iter()
+            .enumerate()
+            .map(|(i, relation)| format!("({}) AS {}", relation.sql, Relation::alias(i)))
+            .collect();
         let mut sql = format!(
             "SELECT {} FROM {}",
             select_list_of(values),
-            group.relations.join(", ")
+            relations.join(", ")
         );
         if !group.conditions.is_empty() {
             sql.push_str(&format!(" WHERE {}", group.conditions.join(" AND ")));
         }
-        Ok(sql)
+        self.common(join as *const Join as *const (), sql)
+    }
+
+    /// An aggregate joined on one of its grouping columns to a relation that keeps only some
+    /// rows (TPC-H q17: the average quantity of every part, joined to the few parts of one
+    /// brand and container) aggregates only the rows whose key that relation has: `WHERE key
+    /// IN (SELECT …)` under its `GROUP BY`. The groups it drops are those the join drops, so
+    /// the answer is the same; DataFusion's decorrelation of a subquery plans the aggregate
+    /// over all rows, and DuckDB does not push the join below it (q17: 9x its own plan).
+    fn narrow_aggregates(&mut self, group: &mut JoinGroup<'_>) -> Writing<()> {
+        for target in 0..group.relations.len() {
+            let filter = group.equalities.iter().find_map(|&(a, b)| {
+                let (source, key) = match (a.relation == target, b.relation == target) {
+                    (true, false) => (b, a),
+                    (false, true) => (a, b),
+                    _ => return None,
+                };
+                let (aggregate, position) =
+                    grouping_column_of(group.relations[target].plan, key.index)?;
+                let source_relation = &group.relations[source.relation];
+                if !narrows(source_relation.plan) {
+                    return None;
+                }
+                Some((
+                    aggregate as *const Aggregate,
+                    position,
+                    format!(
+                        "SELECT k.{} FROM ({}) AS k",
+                        output(source.index),
+                        source_relation.sql
+                    ),
+                ))
+            });
+            let Some((aggregate, position, keys)) = filter else {
+                continue;
+            };
+            self.key_filter = Some((aggregate, position, keys));
+            let narrowed = self.plan(group.relations[target].plan, Position::OrderFree);
+            self.key_filter = None;
+            group.relations[target].sql = narrowed?;
+        }
+        Ok(())
     }
 
     /// The relations and conditions of an inner join into `group`; its output columns.
-    fn gather_join(&mut self, join: &Join, group: &mut JoinGroup) -> Writing<Vec<GroupColumn>> {
+    fn gather_join<'p>(
+        &mut self,
+        join: &'p Join,
+        group: &mut JoinGroup<'p>,
+    ) -> Writing<Vec<GroupColumn>> {
         let left = self.gather(&join.left, group)?;
         let right = self.gather(&join.right, group)?;
         let columns = GroupColumns {
@@ -1160,12 +1378,20 @@ impl Writer<'_> {
             right_columns: &right,
         };
         for (l, r) in &join.on {
-            let l = self.compared(l, &columns)?;
-            let r = self.compared(r, &columns)?;
-            if !same_family(&l.data_type, &r.data_type) {
+            let l_written = self.compared(l, &columns)?;
+            let r_written = self.compared(r, &columns)?;
+            if !same_family(&l_written.data_type, &r_written.data_type) {
                 return shape();
             }
-            group.conditions.push(format!("({} = {})", l.sql, r.sql));
+            group
+                .conditions
+                .push(format!("({} = {})", l_written.sql, r_written.sql));
+            if let (Expr::Column(l), Expr::Column(r)) = (unalias(l), unalias(r))
+                && let (Some((l, l_type)), Some((r, r_type))) = (columns.find(l), columns.find(r))
+                && l_type == r_type
+            {
+                group.equalities.push((l, r));
+            }
         }
         if let Some(filter) = &join.filter {
             group.conditions.push(self.predicate(filter, &columns)?);
@@ -1175,7 +1401,11 @@ impl Writer<'_> {
 
     /// `plan`'s output columns as columns of `group`'s relations: inner joins, aliases and
     /// projections of columns are looked through, anything else is one relation.
-    fn gather(&mut self, plan: &LogicalPlan, group: &mut JoinGroup) -> Writing<Vec<GroupColumn>> {
+    fn gather<'p>(
+        &mut self,
+        plan: &'p LogicalPlan,
+        group: &mut JoinGroup<'p>,
+    ) -> Writing<Vec<GroupColumn>> {
         match plan {
             LogicalPlan::Join(join) if is_inner(join) => self.gather_join(join, group),
             LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. }) => self.gather(input, group),
@@ -1194,7 +1424,7 @@ impl Writer<'_> {
                         Expr::Column(column) => schema
                             .index_of_column(column)
                             .ok()
-                            .and_then(|i| input.get(i).cloned())
+                            .and_then(|i| input.get(i).copied())
                             .ok_or(NotWritten(None)),
                         _ => shape(),
                     })
@@ -1202,17 +1432,16 @@ impl Writer<'_> {
             }
             _ => {
                 let sql = self.plan(plan, Position::OrderFree)?;
-                let alias = format!("t{}", group.relations.len());
+                let relation = group.relations.len();
                 let floats = self.floats_of(plan);
                 let columns = (0..plan.schema().fields().len())
-                    .map(|i| {
-                        (
-                            format!("{alias}.{}", output(i)),
-                            floats.get(i).copied().flatten(),
-                        )
+                    .map(|index| GroupColumn {
+                        relation,
+                        index,
+                        float: floats.get(index).copied().flatten(),
                     })
                     .collect();
-                group.relations.push(format!("({sql}) AS {alias}"));
+                group.relations.push(Relation { plan, sql });
                 Ok(columns)
             }
         }

@@ -64,6 +64,10 @@ impl SqlDialect for DuckDbDialect {
         "DuckDB"
     }
 
+    fn materializes_common_subqueries(&self) -> bool {
+        true
+    }
+
     fn compares_like_datafusion(&self, ty: &DataType) -> bool {
         ty.is_integer()
             || is_string(ty)
@@ -487,6 +491,11 @@ impl SqlDialect for SqliteDialect {
     fn carries(&self, data_type: &DataType) -> bool {
         (self.compares_like_datafusion(data_type) && *data_type != DataType::UInt64)
             || matches!(data_type, DataType::Float32 | DataType::Float64)
+    }
+
+    /// Since SQLite 3.35 (the bundled library is newer).
+    fn materializes_common_subqueries(&self) -> bool {
+        true
     }
 
     /// SQLite takes `OFFSET` only after a `LIMIT` (`-1`: no limit).

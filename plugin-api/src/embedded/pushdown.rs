@@ -143,6 +143,12 @@ pub trait SqlDialect: Send + Sync {
         ))
     }
 
+    /// Whether the engine takes `WITH name AS MATERIALIZED (…)`: a subquery a statement uses
+    /// twice is then computed once (otherwise it is written, and computed, twice).
+    fn materializes_common_subqueries(&self) -> bool {
+        false
+    }
+
     /// ` LIMIT n OFFSET m`, as much of it as is needed.
     fn limit(&self, fetch: Option<usize>, skip: usize) -> String {
         let mut sql = fetch.map(|n| format!(" LIMIT {n}")).unwrap_or_default();

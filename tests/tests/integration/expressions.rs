@@ -182,7 +182,21 @@ const WHOLE: &[(&str, bool)] = &[
         false,
     ),
     ("SELECT count(*) FROM x CROSS JOIN y", false),
+    // an aggregate joined on its grouping key to rows of a few keys (TPC-H q17, q20, q02)
+    (NARROWED_AGGREGATE, false),
+    // one aggregate twice (TPC-H q15's view): computed once
+    (COMMON_AGGREGATE, false),
 ];
+
+/// Per-key totals of `x`, joined to the keys of `y` with a large `w`: only those keys need
+/// aggregating. `sum` of the extremes of `a` wraps around in DataFusion.
+const NARROWED_AGGREGATE: &str = "SELECT y.k, y.w, totals.total FROM y \
+     JOIN (SELECT k, sum(a) AS total, count(*) AS n FROM x GROUP BY k) AS totals \
+     ON y.k = totals.k WHERE y.w > 4";
+/// The keys of `y` whose total is the largest: the per-key totals are used twice.
+const COMMON_AGGREGATE: &str = "SELECT totals.k, totals.total \
+     FROM (SELECT k, sum(w) AS total FROM y GROUP BY k) AS totals \
+     WHERE totals.total = (SELECT max(t.total) FROM (SELECT k, sum(w) AS total FROM y GROUP BY k) AS t)";
 
 /// Queries of [`WHOLE`] that SQLite runs only in part: EXPLAIN names what stayed in DataFusion.
 const SQLITE_PARTLY: &[&str] = &[
@@ -379,4 +393,36 @@ async fn the_day_one_query_sends_one_statement_with_the_filter_and_the_aggregate
         "the filter and the aggregate run in DuckDB:\n{plan}"
     );
     assert!(!plan.contains("KeptInDataFusion"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregate_joined_to_few_keys_aggregates_only_those_and_one_used_twice_runs_once() {
+    let data = tempfile::tempdir().unwrap();
+    let (_plugins, host) = host_with_tables(data.path()).await;
+    for (engine, _) in SQL_ENGINES {
+        let query = on_engine_tables(NARROWED_AGGREGATE, engine, &["x", "y"]);
+        let plan = explain(&host, &query).await;
+        let statements = engine_statements(&plan);
+        assert_eq!(statements.len(), 1, "{plan}");
+        let narrowed = statements[0]
+            .split(" GROUP BY ")
+            .next()
+            .is_some_and(|before_grouping| before_grouping.contains(" IN (SELECT k."));
+        assert!(
+            narrowed,
+            "{engine}: the totals are taken only for the keys of the filtered y:\n{plan}"
+        );
+
+        let query = on_engine_tables(COMMON_AGGREGATE, engine, &["x", "y"]);
+        let plan = explain(&host, &query).await;
+        let statements = engine_statements(&plan);
+        assert_eq!(statements.len(), 1, "{plan}");
+        let sql = statements[0];
+        assert!(
+            sql.contains("sql=WITH s0 AS MATERIALIZED (")
+                && sql.matches("GROUP BY").count() == 1
+                && sql.matches("FROM s0").count() == 2,
+            "{engine}: the per-key totals are written once and read twice:\n{plan}"
+        );
+    }
 }
