@@ -23,19 +23,26 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
 
-const RUNS: usize = 3;
+/// `--scale S` (default 1), `--runs N` timed runs per query (default 3), `--query qNN` only
+/// that query (e.g. many runs of one query under `perf record`).
+struct Options {
+    scale: f64,
+    runs: usize,
+    only: Option<String>,
+}
 
 fn main() {
-    let scale = std::env::args()
-        .skip_while(|a| a != "--scale")
-        .nth(1)
-        .map(|n| n.parse::<f64>().expect("--scale S"))
-        .unwrap_or(1.0);
+    let argument = |name: &str| std::env::args().skip_while(|a| a != name).nth(1);
+    let options = Options {
+        scale: argument("--scale").map_or(1.0, |n| n.parse().expect("--scale S")),
+        runs: argument("--runs").map_or(3, |n| n.parse().expect("--runs N")),
+        only: argument("--query"),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(scale));
+    runtime.block_on(run(options));
 }
 
 fn duckdb_plugin() -> PathBuf {
@@ -50,7 +57,8 @@ fn duckdb_plugin() -> PathBuf {
     library
 }
 
-async fn run(scale: f64) {
+async fn run(options: Options) {
+    let Options { scale, runs, only } = options;
     let work = tempfile::tempdir().unwrap();
     let plugins = tempfile::tempdir().unwrap();
     let library = duckdb_plugin();
@@ -118,6 +126,9 @@ async fn run(scale: f64) {
     let mut whole = 0;
     let mut splits = Vec::new();
     for (name, sql) in accel_tpch::QUERIES {
+        if only.as_ref().is_some_and(|only| only != name) {
+            continue;
+        }
         let plan = host.sql(&format!("EXPLAIN {sql}")).await.unwrap();
         let statement = engine_statement(&plan);
         let plan = pretty_format_batches(&plan).unwrap().to_string();
@@ -138,7 +149,7 @@ async fn run(scale: f64) {
         let (mut accel_times, mut duck_times) = (Vec::new(), Vec::new());
         let (mut planning_times, mut statement_times) = (Vec::new(), Vec::new());
         // one warm-up run each, then interleaved
-        for run in 0..=RUNS {
+        for run in 0..=runs {
             let start = Instant::now();
             std::hint::black_box(host.sql(sql).await.unwrap());
             let accel = start.elapsed();
