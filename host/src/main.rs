@@ -185,6 +185,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Ctrl-C is listened for from here on: one during start-up (loading a 200 MB engine
+    // library takes a while on a busy machine) stops `sql` once the engines are up, and they
+    // still shut down cleanly, instead of killing the process with them half started.
+    let interrupt = {
+        let _entered = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    };
+    let mut interrupt = match interrupt {
+        Ok(interrupt) => interrupt,
+        Err(e) => {
+            eprintln!("error: cannot listen for Ctrl-C: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     commands::init_logging(matches!(
         cli.command,
         Command::Serve { .. } | Command::Refresh { .. }
@@ -249,7 +263,7 @@ fn main() -> ExitCode {
                 // checkpointed) below before the process exits.
                 tokio::select! {
                     code = commands::sql(&host, &statements, format) => code,
-                    _ = tokio::signal::ctrl_c() => {
+                    _ = interrupt.recv() => {
                         eprintln!("interrupted: shutting the engines down");
                         ExitCode::from(130)
                     }
