@@ -173,7 +173,7 @@ async fn run(options: Options) {
         let (accel, native) = (median(accel_times), median(duck_times));
         if statement.is_some() {
             let (planning, statement) = (median(planning_times), median(statement_times));
-            splits.push((name.to_string(), accel, planning, statement, native));
+            splits.push((name.to_string(), [accel, planning, statement, native]));
         }
         accel_total += accel;
         duck_total += native;
@@ -196,31 +196,25 @@ async fn run(options: Options) {
          rest (hop, rows back) | statement vs DuckDB's own plan |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let mut sums = [Duration::ZERO; 4];
-    for (name, accel, planning, statement, native) in splits {
-        let rest = accel.saturating_sub(planning + statement);
-        for (sum, part) in sums.iter_mut().zip([accel, planning, statement, native]) {
-            *sum += part;
-        }
+    let row = |name: &str, [accel, planning, statement, native]: [Duration; 4]| {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
             "| {name} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}x |",
             ms(accel),
             ms(planning),
             ms(statement),
-            ms(rest),
+            ms(accel.saturating_sub(planning + statement)),
             statement.as_secs_f64() / native.as_secs_f64()
         );
+    };
+    let mut sums = [Duration::ZERO; 4];
+    for (name, times) in splits {
+        for (sum, part) in sums.iter_mut().zip(times) {
+            *sum += part;
+        }
+        row(&name, times);
     }
-    let [accel, planning, statement, native] = sums;
-    println!(
-        "| total | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}x |",
-        ms(accel),
-        ms(planning),
-        ms(statement),
-        ms(accel.saturating_sub(planning + statement)),
-        statement.as_secs_f64() / native.as_secs_f64()
-    );
+    row("total", sums);
     host.shutdown().await;
 }
 

@@ -185,20 +185,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Ctrl-C is listened for from here on: one during start-up (loading a 200 MB engine
-    // library takes a while on a busy machine) stops `sql` once the engines are up, and they
-    // still shut down cleanly, instead of killing the process with them half started.
-    let interrupt = {
+    // `sql` listens for Ctrl-C from here on: one during start-up (loading a 200 MB engine
+    // library takes a while on a busy machine) stops it once the engines are up, and they
+    // still shut down cleanly, instead of killing the process with them half started. Only
+    // `sql`: once listened for, Ctrl-C no longer ends the process by itself, so every other
+    // command keeps the default until it listens for it.
+    let mut interrupt = None;
+    if matches!(cli.command, Command::Sql { .. }) {
         let _entered = runtime.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-    };
-    let mut interrupt = match interrupt {
-        Ok(interrupt) => interrupt,
-        Err(e) => {
-            eprintln!("error: cannot listen for Ctrl-C: {e}");
-            return ExitCode::FAILURE;
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+            Ok(listening) => interrupt = Some(listening),
+            Err(e) => {
+                eprintln!("error: cannot listen for Ctrl-C: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-    };
+    }
     commands::init_logging(matches!(
         cli.command,
         Command::Serve { .. } | Command::Refresh { .. }
@@ -263,7 +265,7 @@ fn main() -> ExitCode {
                 // checkpointed) below before the process exits.
                 tokio::select! {
                     code = commands::sql(&host, &statements, format) => code,
-                    _ = interrupt.recv() => {
+                    Some(_) = async { interrupt.as_mut()?.recv().await } => {
                         eprintln!("interrupted: shutting the engines down");
                         ExitCode::from(130)
                     }

@@ -1355,9 +1355,11 @@ impl<'a> Writer<'a> {
             let Some((aggregate, position, keys)) = filter else {
                 continue;
             };
-            self.key_filter = Some((aggregate, position, keys));
+            // an enclosing group's filter waits while this one's relation is written again:
+            // the aggregate it narrows may be above this group
+            let enclosing = self.key_filter.replace((aggregate, position, keys));
             let narrowed = self.plan(group.relations[target].plan, Position::OrderFree);
-            self.key_filter = None;
+            self.key_filter = enclosing;
             group.relations[target].sql = narrowed?;
         }
         Ok(())
