@@ -4,6 +4,11 @@
 //! its rows are consumed — a hand-over waits for it, as for a scan. If the tables no longer
 //! share a generation, the subplan is planned the ordinary way instead.
 //!
+//! A statement with decimal arithmetic in the engine's narrow form (which fails, never
+//! differs, where a value passes 18 digits; only where a failure comes before the first row)
+//! is held until its first row: if it fails first, the statement with exact decimal
+//! arithmetic runs instead, counted as `exact_reruns` in EXPLAIN ANALYZE.
+//!
 //! Guards are taken per node: a query with two such nodes (or scans) over tables that a
 //! hand-over locks at the same time can make the hand-over wait for it; the hand-over gives
 //! up after `DRAIN_WAIT` and reports it, and the query goes on — as for two scans.
@@ -23,12 +28,13 @@ use datafusion::logical_expr::{LogicalPlan, UserDefinedLogicalNode};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
 };
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use super::node::{EngineQuery, KeptInDataFusion};
 use super::statement::{Statement, managed_table};
@@ -102,6 +108,27 @@ impl ExtensionPlanner for EngineQueryPlanner {
     }
 }
 
+/// The rows of `started` once it has returned its first row (or ended), or the error it
+/// failed with before: the statement can then be run again, nothing of it having been seen.
+async fn until_first_row(
+    started: Result<SendableRecordBatchStream>,
+) -> Result<SendableRecordBatchStream> {
+    let mut rows = started?;
+    let schema = rows.schema();
+    let mut held = Vec::new();
+    while let Some(batch) = rows.try_next().await? {
+        let has_rows = batch.num_rows() > 0;
+        held.push(Ok(batch));
+        if has_rows {
+            break;
+        }
+    }
+    Ok(Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::iter(held).chain(rows),
+    )))
+}
+
 /// The managed tables a subplan scans.
 fn tables_of(plan: &LogicalPlan) -> Vec<Arc<ManagedTable>> {
     let mut tables: Vec<Arc<ManagedTable>> = Vec::new();
@@ -121,12 +148,17 @@ fn tables_of(plan: &LogicalPlan) -> Vec<Arc<ManagedTable>> {
 /// One statement run by an engine; EXPLAIN shows the engine and the SQL.
 pub struct EngineQueryExec {
     sql: String,
+    /// The statement with exact decimal arithmetic, run when `sql` (narrow) fails before its
+    /// first row.
+    exact_sql: Option<String>,
     context: String,
     generation: Arc<RegisteredEngine>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     /// The tables' read guards.
     guards: KeepAlive,
+    /// `exact_reruns`: how often `exact_sql` ran (EXPLAIN ANALYZE shows it).
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl EngineQueryExec {
@@ -152,11 +184,13 @@ impl EngineQueryExec {
         ));
         Ok(Self {
             sql: statement.sql,
+            exact_sql: statement.exact_sql,
             context: statement.target.table.context.clone(),
             generation: statement.target.generation,
             schema,
             properties,
             guards,
+            metrics: ExecutionPlanMetricsSet::new(),
         })
     }
 }
@@ -171,9 +205,14 @@ impl fmt::Debug for EngineQueryExec {
 
 impl DisplayAs for EngineQueryExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let decimals = if self.exact_sql.is_some() {
+            " decimals=narrow (run again exact if one passes 18 digits)"
+        } else {
+            ""
+        };
         write!(
             f,
-            "EngineQueryExec: engine={} {} sql={}",
+            "EngineQueryExec: engine={} {}{decimals} sql={}",
             self.generation.name(),
             self.generation.version,
             self.sql
@@ -214,6 +253,10 @@ impl ExecutionPlan for EngineQueryExec {
         }
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -225,11 +268,13 @@ impl ExecutionPlan for EngineQueryExec {
             )));
         }
         let generation = Arc::clone(&self.generation);
-        let (context, sql, schema) = (
+        let (context, sql, exact_sql, schema) = (
             self.context.clone(),
             self.sql.clone(),
+            self.exact_sql.clone(),
             Arc::clone(&self.schema),
         );
+        let exact_reruns = MetricBuilder::new(&self.metrics).counter("exact_reruns", partition);
         let rows = futures::stream::once(async move {
             let engine = generation.accelerator.sql_engine().ok_or_else(|| {
                 DataFusionError::Execution(format!(
@@ -237,7 +282,24 @@ impl ExecutionPlan for EngineQueryExec {
                     generation.describe()
                 ))
             })?;
-            engine.execute_sql(&context, &sql, schema).await
+            let run = |sql: String| {
+                let (context, schema) = (&context, Arc::clone(&schema));
+                async move { engine.execute_sql(context, &sql, schema).await }
+            };
+            let Some(exact_sql) = exact_sql else {
+                return run(sql).await;
+            };
+            match until_first_row(run(sql.clone()).await).await {
+                Ok(rows) => Ok(rows),
+                Err(narrow_error) => {
+                    tracing::debug!(
+                        "statement with narrow decimals failed ({narrow_error}); running it \
+                         with exact decimals"
+                    );
+                    exact_reruns.add(1);
+                    run(exact_sql).await
+                }
+            }
         })
         .try_flatten();
         let stream = Box::pin(RecordBatchStreamAdapter::new(

@@ -39,11 +39,12 @@
 //! A subtree that does no more than a scan would (filters, projections, a limit) is left to
 //! the table scans, which push the same filters, projections and limits.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use accel_plugin_api::embedded::expression::{
-    Kept, PlainFloat, Written, expression_sql, is_decimal, kept, predicate_or_reason,
+    DecimalForm, Kept, PlainFloat, Written, expression_sql, is_decimal, kept, predicate_or_reason,
 };
 use accel_plugin_api::embedded::pushdown::{ColumnNames, SqlDialect, quote_ident, same_family};
 use datafusion::arrow::compute::SortOptions;
@@ -74,6 +75,10 @@ pub type Lookup<'a> = dyn Fn(&Arc<ManagedTable>) -> Option<SqlTarget> + 'a;
 #[derive(Debug)]
 pub struct Statement {
     pub sql: String,
+    /// Where `sql` has decimal arithmetic in the engine's narrow form (which fails, before the
+    /// first row, where a value passes its width): the statement with it exact, to run when
+    /// `sql` fails.
+    pub exact_sql: Option<String>,
     /// Generation, dialect and context of every table in it (those of the first table).
     pub target: SqlTarget,
     /// The order the rows come back in (root column, direction), when the root sorts.
@@ -111,24 +116,12 @@ impl Statement {
         if plan.schema().fields().is_empty() {
             return shape();
         }
-        let mut writer = Writer::new(lookup, HashSet::new());
-        let mut sql = writer.plan(plan, Position::Root)?;
-        if !writer.pushes_work {
-            return shape();
-        }
-        let repeated = writer.common.repeated();
-        if !repeated.is_empty() {
-            writer = Writer::new(lookup, repeated);
-            let body = writer.plan(plan, Position::Root)?;
-            let common: Vec<String> = writer
-                .common
-                .named
-                .iter()
-                .enumerate()
-                .map(|(i, sql)| format!("{} AS MATERIALIZED ({sql})", common_name(i)))
-                .collect();
-            sql = format!("WITH {} {body}", common.join(", "));
-        }
+        let (sql, writer) = write_sql(plan, lookup, last_to_finish(plan))?;
+        let exact_sql = if writer.narrowed.get() {
+            Some(write_sql(plan, lookup, None)?.0)
+        } else {
+            None
+        };
         let ordering = match root_ordering(plan) {
             Some(ordering) => ordering,
             None if query_root => vec![],
@@ -139,9 +132,57 @@ impl Statement {
         };
         Ok(Statement {
             sql,
+            exact_sql,
             target,
             ordering,
         })
+    }
+}
+
+/// `plan` as the statement's SQL, with decimal arithmetic in the engine's narrow form in the
+/// subtree of `narrow_below`; and the writer, which knows what the statement does.
+fn write_sql<'a>(
+    plan: &LogicalPlan,
+    lookup: &'a Lookup<'a>,
+    narrow_below: Option<&LogicalPlan>,
+) -> Writing<(String, Writer<'a>)> {
+    let narrow_below = narrow_below.map(|node| node as *const LogicalPlan);
+    let mut writer = Writer::new(lookup, HashSet::new(), narrow_below);
+    let mut sql = writer.plan(plan, Position::Root)?;
+    if !writer.pushes_work {
+        return shape();
+    }
+    let repeated = writer.common.repeated();
+    if !repeated.is_empty() {
+        writer = Writer::new(lookup, repeated, narrow_below);
+        let body = writer.plan(plan, Position::Root)?;
+        let common: Vec<String> = writer
+            .common
+            .named
+            .iter()
+            .enumerate()
+            .map(|(i, sql)| format!("{} AS MATERIALIZED ({sql})", common_name(i)))
+            .collect();
+        sql = format!("WITH {} {body}", common.join(", "));
+    }
+    Ok((sql, writer))
+}
+
+/// The node below the root whose whole subtree the engine computes before the statement
+/// returns its first row: the first sort, aggregate, `DISTINCT` or window function under the
+/// root's projections, limits and filters. An error there (a narrow decimal passing its width)
+/// comes before any row, so the statement can be run again.
+fn last_to_finish(plan: &LogicalPlan) -> Option<&LogicalPlan> {
+    match plan {
+        LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. })
+        | LogicalPlan::Projection(Projection { input, .. })
+        | LogicalPlan::Filter(Filter { input, .. })
+        | LogicalPlan::Limit(Limit { input, .. }) => last_to_finish(input),
+        LogicalPlan::Sort(_)
+        | LogicalPlan::Aggregate(_)
+        | LogicalPlan::Distinct(Distinct::All(_))
+        | LogicalPlan::Window(_) => Some(plan),
+        _ => None,
     }
 }
 
@@ -254,6 +295,12 @@ struct Writer<'a> {
     /// whose rows are the only keys to aggregate.
     key_filter: Option<(*const Aggregate, usize, String)>,
     common: CommonSubqueries,
+    /// The node in whose subtree decimal arithmetic takes the engine's narrow form (see
+    /// [`last_to_finish`]), whether the node being written is in it, and whether an
+    /// expression took that form.
+    narrow_below: Option<*const LogicalPlan>,
+    in_narrow: bool,
+    narrowed: Cell<bool>,
 }
 
 /// Aggregates and groups of joins that two nodes of a plan write alike (TPC-H q15: the
@@ -544,8 +591,15 @@ fn select_list_of(values: Vec<String>) -> String {
 }
 
 impl<'a> Writer<'a> {
-    fn new(lookup: &'a Lookup<'a>, shared: HashSet<String>) -> Self {
+    fn new(
+        lookup: &'a Lookup<'a>,
+        shared: HashSet<String>,
+        narrow_below: Option<*const LogicalPlan>,
+    ) -> Self {
         Writer {
+            narrow_below,
+            in_narrow: false,
+            narrowed: Cell::new(false),
             lookup,
             target: None,
             pushes_work: false,
@@ -659,9 +713,25 @@ impl<'a> Writer<'a> {
         Ok(self.dialect()?.display_name())
     }
 
+    /// How decimal arithmetic is written where the writer is now.
+    fn decimals(&self) -> DecimalForm<'_> {
+        if self.in_narrow {
+            DecimalForm::Narrow {
+                used: &self.narrowed,
+            }
+        } else {
+            DecimalForm::Exact
+        }
+    }
+
     /// `expr` in the engine's SQL.
     fn expression(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<Written> {
-        Ok(expression_sql(expr, columns, self.dialect()?)?)
+        Ok(expression_sql(
+            expr,
+            columns,
+            self.dialect()?,
+            self.decimals(),
+        )?)
     }
 
     /// An expression whose values the engine compares (groups, orders, joins on) like
@@ -703,11 +773,26 @@ impl<'a> Writer<'a> {
 
     /// A predicate over `columns`.
     fn predicate(&self, expr: &Expr, columns: &dyn ColumnNames) -> Writing<String> {
-        Ok(predicate_or_reason(expr, columns, self.dialect()?)?)
+        Ok(predicate_or_reason(
+            expr,
+            columns,
+            self.dialect()?,
+            self.decimals(),
+        )?)
     }
 
     /// `plan` as a `SELECT` with columns `c0…`, at `position` in the statement.
     fn plan(&mut self, plan: &LogicalPlan, position: Position) -> Writing<String> {
+        if self.narrow_below == Some(plan as *const LogicalPlan) {
+            self.in_narrow = true;
+            let written = self.plan_node(plan, position);
+            self.in_narrow = false;
+            return written;
+        }
+        self.plan_node(plan, position)
+    }
+
+    fn plan_node(&mut self, plan: &LogicalPlan, position: Position) -> Writing<String> {
         let sql = match plan {
             LogicalPlan::TableScan(scan) => self.scan(scan)?,
             LogicalPlan::SubqueryAlias(SubqueryAlias { input, .. }) => {

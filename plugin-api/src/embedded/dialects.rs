@@ -171,6 +171,20 @@ impl SqlDialect for DuckDbDialect {
         true
     }
 
+    /// DuckDB computes `+ - *` of two decimals of at most 18 digits in 64 bits and fails
+    /// ("Overflow in multiplication of DECIMAL(18)") when the result passes 18 digits, as its
+    /// cast to `DECIMAL(18, s)` fails for a value that does not fit: wider operands are cast
+    /// so. Where the operands' digits prove the result fits, its plans drop the check.
+    fn narrow_decimal(&self, sql: &str, data_type: &DataType) -> Option<String> {
+        match data_type {
+            DataType::Decimal128(p, _) if *p <= 18 => Some(sql.to_owned()),
+            DataType::Decimal128(_, s) if (0..=18).contains(s) => {
+                Some(format!("CAST({sql} AS DECIMAL(18,{s}))"))
+            }
+            _ => None,
+        }
+    }
+
     /// In HUGEINT: each side's unscaled value (its DECIMAL(38, scale) times 10^scale, which
     /// the caller's precision check keeps within 38 digits), `//` truncating toward zero,
     /// `error()` where arrow fails on a zero divisor (`//` would give NULL).
@@ -610,10 +624,10 @@ mod tests {
     }
 
     fn written(dialect: &dyn SqlDialect, expr: &Expr) -> Result<String, String> {
-        use crate::embedded::expression::expression_sql;
+        use crate::embedded::expression::{DecimalForm, expression_sql};
         use crate::embedded::pushdown::TableColumns;
         let schema = numbers();
-        expression_sql(expr, &TableColumns(&schema), dialect)
+        expression_sql(expr, &TableColumns(&schema), dialect, DecimalForm::Exact)
             .map(|w| w.sql)
             .map_err(|kept| kept.to_string())
     }
@@ -701,6 +715,23 @@ mod tests {
             written(&DuckDbDialect, &product).unwrap(),
             "(CAST(\"m\" AS DECIMAL(38,2)) * CAST(\"m\" AS DECIMAL(38,2)))"
         );
+        // narrow: DECIMAL(≤18) operands as they are, wider ones cast to DECIMAL(18, s); the
+        // DECIMAL(31,4) product `m * m` is such an operand of the next `*`
+        let used = std::cell::Cell::new(false);
+        let schema = numbers();
+        let narrow = crate::embedded::expression::expression_sql(
+            &(col("m") * col("m") * col("m")),
+            &crate::embedded::pushdown::TableColumns(&schema),
+            &DuckDbDialect,
+            crate::embedded::expression::DecimalForm::Narrow { used: &used },
+        )
+        .unwrap();
+        assert_eq!(
+            narrow.sql,
+            "(CAST((\"m\" * \"m\") AS DECIMAL(18,4)) * \"m\")"
+        );
+        assert_eq!(narrow.data_type, DataType::Decimal128(38, 6));
+        assert!(used.get());
         let quotient = written(&DuckDbDialect, &(col("m") / col("m"))).unwrap();
         assert!(
             quotient.contains("//") && quotient.contains("error('Divide by zero error')"),

@@ -17,12 +17,14 @@
 //!   in the dialect's wrapping form ([`SqlDialect::wrapping`]) or kept; integer `/` (DataFusion
 //!   truncates) and `%` only where the divisor's bounds exclude 0 and `MIN / -1` cannot occur;
 //! - float `+ - * /` where the engine follows IEEE 754 as DataFusion does; decimal `+ - *`
-//!   with DataFusion's result precision and scale, and `/` with arrow's (scale `s1 + 4`,
-//!   truncated) where the quotient cannot pass 38 digits; `||`; date ± a literal interval of months
+//!   with DataFusion's result precision and scale (exact in 38 digits, or in the dialect's
+//!   narrow form that fails rather than differs, [`DecimalForm::Narrow`]), and `/` with
+//!   arrow's (scale `s1 + 4`, truncated) where the quotient cannot pass 38 digits; `||`; date ± a literal interval of months
 //!   and days;
 //! - `CASE`, casts the dialect writes with DataFusion's result ([`SqlDialect::cast`]), `LIKE`,
 //!   and the scalar functions the dialect translates ([`SqlDialect::function`]).
 
+use std::cell::Cell;
 use std::fmt;
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
@@ -205,13 +207,31 @@ pub fn kept(expr: &Expr, reason: impl Into<String>) -> Kept {
     }
 }
 
+/// How decimal `+ - *` are written.
+#[derive(Debug, Clone, Copy)]
+pub enum DecimalForm<'a> {
+    /// Exact for every value, as DataFusion computes them.
+    Exact,
+    /// In the dialect's narrow form where it has one ([`SqlDialect::narrow_decimal`]): exact
+    /// or failing, never a different value. Only for a statement that fails, if it does,
+    /// before returning a row, and that is run again in the exact form when it fails.
+    /// `used` is set when an expression is written so.
+    Narrow { used: &'a Cell<bool> },
+}
+
 /// `expr` in the dialect's SQL with DataFusion's meaning, columns spelled by `columns`.
 pub fn expression_sql(
     expr: &Expr,
     columns: &dyn ColumnNames,
     dialect: &dyn SqlDialect,
+    decimals: DecimalForm<'_>,
 ) -> Result<Written, Kept> {
-    ExpressionWriter { columns, dialect }.write(expr)
+    ExpressionWriter {
+        columns,
+        dialect,
+        decimals,
+    }
+    .write(expr)
 }
 
 /// The predicate `expr` (a boolean expression) in the dialect's SQL.
@@ -219,8 +239,9 @@ pub fn predicate_or_reason(
     expr: &Expr,
     columns: &dyn ColumnNames,
     dialect: &dyn SqlDialect,
+    decimals: DecimalForm<'_>,
 ) -> Result<String, Kept> {
-    let written = expression_sql(expr, columns, dialect)?;
+    let written = expression_sql(expr, columns, dialect, decimals)?;
     if written.data_type != DataType::Boolean {
         return Err(kept(expr, "not a boolean predicate"));
     }
@@ -278,6 +299,7 @@ pub fn decimal_text(unscaled: i128, scale: i8) -> String {
 struct ExpressionWriter<'a> {
     columns: &'a dyn ColumnNames,
     dialect: &'a dyn SqlDialect,
+    decimals: DecimalForm<'a>,
 }
 
 impl ExpressionWriter<'_> {
@@ -765,11 +787,19 @@ impl ExpressionWriter<'_> {
                 format!("DataFusion rounds the result to scale {s}"),
             ));
         }
+        if let DecimalForm::Narrow { used } = self.decimals
+            && let (Some(left), Some(right)) = (
+                self.dialect.narrow_decimal(&l.sql, &l.data_type),
+                self.dialect.narrow_decimal(&r.sql, &r.data_type),
+            )
+        {
+            used.set(true);
+            return Ok(Written::new(format!("({left} {op} {right})"), result));
+        }
         // DuckDB's result is DECIMAL(38, s): the same value as DataFusion's, whose type the
-        // statement's result is cast to. Narrower operands would be faster (TPC-H q01 5x) but
-        // are not exact: DuckDB multiplies two DECIMAL(≤18) in 64 bits and fails past 18
-        // digits ("Overflow in multiplication of DECIMAL(18)"), where DataFusion answers;
-        // DuckDB's own plans avoid the check with column statistics, which the host lacks.
+        // statement's result is cast to. Narrower operands are faster (TPC-H q01 5x) but not
+        // exact: DuckDB multiplies two DECIMAL(≤18) in 64 bits and fails past 18 digits
+        // ("Overflow in multiplication of DECIMAL(18)"), where DataFusion answers.
         let wide = |w: &Written, scale: i8| format!("CAST({} AS DECIMAL(38,{scale}))", w.sql);
         let sql = format!("({} {op} {})", wide(l, *ls), wide(r, *rs));
         Ok(Written::new(sql, result))

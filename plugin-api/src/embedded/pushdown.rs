@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Expr, Operator};
 
-use super::expression::{PlainFloat, Written, predicate_or_reason};
+use super::expression::{DecimalForm, PlainFloat, Written, predicate_or_reason};
 
 /// How one engine's SQL differs where filters are concerned.
 pub trait SqlDialect: Send + Sync {
@@ -99,6 +99,15 @@ pub trait SqlDialect: Send + Sync {
     /// DataFusion's result type they give its answer; and `sum` of decimals likewise.
     fn decimal_arithmetic(&self) -> bool {
         false
+    }
+
+    /// `sql`, a decimal of DataFusion's type `data_type`, as an operand of the engine's fast
+    /// decimal `+ - *`, on which they give DataFusion's exact value or fail — never another
+    /// value — so that a statement written so and failing can be run again in the exact
+    /// form; `None` where the engine has no such form.
+    fn narrow_decimal(&self, sql: &str, data_type: &DataType) -> Option<String> {
+        let _ = (sql, data_type);
+        None
     }
 
     /// `left / right` on decimals of scales `(left, right, multiplier)`, exactly as arrow:
@@ -195,7 +204,7 @@ pub fn predicate_sql(
     columns: &dyn ColumnNames,
     dialect: &dyn SqlDialect,
 ) -> Option<String> {
-    predicate_or_reason(expr, columns, dialect).ok()
+    predicate_or_reason(expr, columns, dialect, DecimalForm::Exact).ok()
 }
 
 /// The query of a scan of `table`: `SELECT <columns> FROM <table> [WHERE <conditions, ANDed>]

@@ -5,7 +5,7 @@
 //! over the same rows in the arrow engine; EXPLAIN shows them pushed whole, or what stayed in
 //! DataFusion and why.
 
-use super::common::SQL_ENGINES;
+use super::common::{SQL_ENGINES, rows};
 use super::federation::{
     engine_statements, explain, host_with_reference_tables, on_engine_tables, run,
 };
@@ -425,4 +425,57 @@ async fn an_aggregate_joined_to_few_keys_aggregates_only_those_and_one_used_twic
             "{engine}: the per-key totals are written once and read twice:\n{plan}"
         );
     }
+}
+
+/// DuckDB's decimal `+ - *` on narrow operands (64 bits) either answer exactly or fail past
+/// 18 digits. Under the statement's last sort or aggregate a failure comes before any row, so
+/// there the statement is sent narrow and, when it fails, run again exact: x's `m` reaches 15
+/// digits, so `m * m` fails narrow unless a filter keeps the small values only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimal_arithmetic_runs_narrow_and_again_exact_when_a_value_passes_18_digits() {
+    let data = tempfile::tempdir().unwrap();
+    let (_plugins, host) = host_with_tables(data.path()).await;
+    let sums = "SELECT k, sum(m * m), sum(m * (1 - m)), sum(m + m) FROM x";
+    for (filter, reruns) in [("", 1), (" WHERE m > -1000 AND m < 1000", 0)] {
+        let query = format!("{sums}{filter} GROUP BY k ORDER BY k");
+        let theirs = on_engine_tables(&query, "duckdb", &["x"]);
+        let expected = run(&host, &query, true).await;
+        assert!(expected.is_ok(), "{expected:?}");
+        assert_eq!(run(&host, &theirs, true).await, expected, "{theirs}");
+        let plan = explain(&host, &theirs).await;
+        let statements = engine_statements(&plan);
+        assert!(
+            statements.len() == 1
+                && !statements[0].contains("DECIMAL(38")
+                && statements[0].contains("decimals=narrow (run again exact"),
+            "the products are sent narrow, with the exact statement behind:\n{plan}"
+        );
+        let analyzed = rows(
+            &host
+                .sql(&format!("EXPLAIN ANALYZE {theirs}"))
+                .await
+                .unwrap(),
+        )
+        .join("\n");
+        assert!(
+            analyzed.contains(&format!("exact_reruns={reruns}")),
+            "{theirs}: the exact statement ran {reruns} times:\n{analyzed}"
+        );
+    }
+    // rows streamed as the join computes them: a failure could come after rows, so the
+    // statement is exact from the start
+    let joined = "SELECT x.k, x.m * x.m FROM x JOIN y ON x.k = y.k";
+    let streamed = on_engine_tables(joined, "duckdb", &["x", "y"]);
+    let plan = explain(&host, &streamed).await;
+    let statements = engine_statements(&plan);
+    assert!(
+        statements.len() == 1
+            && statements[0].contains("DECIMAL(38")
+            && !statements[0].contains("decimals=narrow"),
+        "{plan}"
+    );
+    assert_eq!(
+        run(&host, &streamed, false).await,
+        run(&host, joined, false).await
+    );
 }
