@@ -22,6 +22,9 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 
 const RUNS: usize = 5;
+/// How long each side of an interleaved figure runs at least, and its most runs.
+const INTERLEAVED_BUDGET: Duration = Duration::from_secs(1);
+const INTERLEAVED_MAX_RUNS: usize = 101;
 
 fn main() {
     let rows = std::env::args()
@@ -52,8 +55,10 @@ where
     times[RUNS / 2]
 }
 
-/// Medians of `RUNS` runs each of `a` and `b`, run alternately (after one warm-up run of
-/// each), so drift on a shared machine weighs on both alike.
+/// Medians of runs of `a` and `b` taken in turns, `a b b a …` (after one warm-up run of
+/// each), so drift on a shared machine and running second weigh on both alike: at least
+/// `RUNS` each, more for short queries — until each side has run for `INTERLEAVED_BUDGET` or
+/// `INTERLEAVED_MAX_RUNS` times — since a few milliseconds' figure moves with any noise.
 async fn medians_interleaved<FA, FB, FutA, FutB, TA, TB>(
     mut a: FA,
     mut b: FB,
@@ -66,18 +71,27 @@ where
 {
     std::hint::black_box(a().await);
     std::hint::black_box(b().await);
-    let (mut times_a, mut times_b) = (Vec::with_capacity(RUNS), Vec::with_capacity(RUNS));
-    for _ in 0..RUNS {
-        let start = Instant::now();
-        std::hint::black_box(a().await);
-        times_a.push(start.elapsed());
-        let start = Instant::now();
-        std::hint::black_box(b().await);
-        times_b.push(start.elapsed());
+    let (mut times_a, mut times_b): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
+    let enough = |times: &[Duration]| {
+        times.len() >= INTERLEAVED_MAX_RUNS
+            || (times.len() >= RUNS && times.iter().sum::<Duration>() >= INTERLEAVED_BUDGET)
+    };
+    while !(enough(&times_a) && enough(&times_b)) {
+        let a_first = times_a.len() % 2 == 0;
+        for take_a in [a_first, !a_first] {
+            let start = Instant::now();
+            if take_a {
+                std::hint::black_box(a().await);
+                times_a.push(start.elapsed());
+            } else {
+                std::hint::black_box(b().await);
+                times_b.push(start.elapsed());
+            }
+        }
     }
     times_a.sort();
     times_b.sort();
-    (times_a[RUNS / 2], times_b[RUNS / 2])
+    (times_a[times_a.len() / 2], times_b[times_b.len() / 2])
 }
 
 fn median_sync<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {

@@ -732,6 +732,20 @@ mod tests {
         );
         assert_eq!(narrow.data_type, DataType::Decimal128(38, 6));
         assert!(used.get());
+        // a literal with the digits of its value: `1` typed DECIMAL(20, 0) would make DuckDB
+        // compute `1 - m` in 128 bits
+        let one = lit(ScalarValue::Decimal128(Some(1), 20, 0));
+        let discounted = crate::embedded::expression::expression_sql(
+            &(col("m") * (one - col("m"))),
+            &crate::embedded::pushdown::TableColumns(&schema),
+            &DuckDbDialect,
+            crate::embedded::expression::DecimalForm::Narrow { used: &used },
+        )
+        .unwrap();
+        assert_eq!(
+            discounted.sql,
+            "(\"m\" * CAST((CAST('1' AS DECIMAL(1,0)) - \"m\") AS DECIMAL(18,2)))"
+        );
         let quotient = written(&DuckDbDialect, &(col("m") / col("m"))).unwrap();
         assert!(
             quotient.contains("//") && quotient.contains("error('Divide by zero error')"),

@@ -745,6 +745,25 @@ impl ExpressionWriter<'_> {
         }
     }
 
+    /// `w` as an operand of the dialect's narrow decimal `+ - *`: a literal typed with only
+    /// the digits its value has (DataFusion types the `1` of `1 - d` DECIMAL(20, 0), and an
+    /// engine sizing its result by the operands' widths would leave 64 bits for it — in
+    /// DuckDB, TPC-H q01's statement 62 → 43 ms), anything else as the dialect narrows it.
+    fn narrow_operand(&self, w: &Written) -> Option<String> {
+        if let Some(ScalarValue::Decimal128(Some(value), _, scale)) = &w.literal
+            && let Ok(scale_digits) = u8::try_from(*scale)
+        {
+            let digits = value.unsigned_abs().checked_ilog10().map_or(1, |d| d + 1);
+            let precision = u8::try_from(digits).ok()?.max(scale_digits).max(1);
+            let narrow = ScalarValue::Decimal128(Some(*value), precision, *scale);
+            let sql = self.dialect.literal(&narrow)?;
+            return self
+                .dialect
+                .narrow_decimal(&sql, &DataType::Decimal128(precision, *scale));
+        }
+        self.dialect.narrow_decimal(&w.sql, &w.data_type)
+    }
+
     /// Decimal `+ - *` with DataFusion's result type; values are exact in both.
     fn decimal_arithmetic(
         &self,
@@ -788,10 +807,7 @@ impl ExpressionWriter<'_> {
             ));
         }
         if let DecimalForm::Narrow { used } = self.decimals
-            && let (Some(left), Some(right)) = (
-                self.dialect.narrow_decimal(&l.sql, &l.data_type),
-                self.dialect.narrow_decimal(&r.sql, &r.data_type),
-            )
+            && let (Some(left), Some(right)) = (self.narrow_operand(l), self.narrow_operand(r))
         {
             used.set(true);
             return Ok(Written::new(format!("({left} {op} {right})"), result));
