@@ -90,7 +90,14 @@ impl ExtensionPlanner for EngineQueryPlanner {
             let at = tables.iter().position(|t| Arc::ptr_eq(t, table))?;
             targets[at].clone()
         };
-        let Ok(statement) = Statement::write(&query.plan, &lookup, query.query_root) else {
+        let written = Statement::write(&query.plan, &lookup, query.query_root).and_then(|s| {
+            let exact_sql = match s.narrowed {
+                true => Some(Statement::exact_sql(&query.plan, &lookup)?),
+                false => None,
+            };
+            Ok((s, exact_sql))
+        });
+        let Ok((statement, exact_sql)) = written else {
             // A hand-over between optimisation and now moved the tables apart (or to an
             // engine without statements): plan the subplan the ordinary way, whose scans take
             // their own guards.
@@ -102,6 +109,7 @@ impl ExtensionPlanner for EngineQueryPlanner {
         };
         Ok(Some(Arc::new(EngineQueryExec::new(
             statement,
+            exact_sql,
             query.plan.schema().inner().clone(),
             Arc::new(guards) as KeepAlive,
         )?)))
@@ -162,7 +170,12 @@ pub struct EngineQueryExec {
 }
 
 impl EngineQueryExec {
-    fn new(statement: Statement, schema: SchemaRef, guards: KeepAlive) -> Result<Self> {
+    fn new(
+        statement: Statement,
+        exact_sql: Option<String>,
+        schema: SchemaRef,
+        guards: KeepAlive,
+    ) -> Result<Self> {
         let mut equivalences = EquivalenceProperties::new(Arc::clone(&schema));
         let ordering: Vec<PhysicalSortExpr> = statement
             .ordering
@@ -184,7 +197,7 @@ impl EngineQueryExec {
         ));
         Ok(Self {
             sql: statement.sql,
-            exact_sql: statement.exact_sql,
+            exact_sql,
             context: statement.target.table.context.clone(),
             generation: statement.target.generation,
             schema,

@@ -75,10 +75,10 @@ pub type Lookup<'a> = dyn Fn(&Arc<ManagedTable>) -> Option<SqlTarget> + 'a;
 #[derive(Debug)]
 pub struct Statement {
     pub sql: String,
-    /// Where `sql` has decimal arithmetic in the engine's narrow form (which fails, before the
-    /// first row, where a value passes its width): the statement with it exact, to run when
-    /// `sql` fails.
-    pub exact_sql: Option<String>,
+    /// Whether `sql` has decimal arithmetic in the engine's narrow form (which fails, before
+    /// the first row, where a value passes its width): then [`Statement::exact_sql`] is the
+    /// statement to run when `sql` fails.
+    pub narrowed: bool,
     /// Generation, dialect and context of every table in it (those of the first table).
     pub target: SqlTarget,
     /// The order the rows come back in (root column, direction), when the root sorts.
@@ -117,11 +117,6 @@ impl Statement {
             return shape();
         }
         let (sql, writer) = write_sql(plan, lookup, last_to_finish(plan))?;
-        let exact_sql = if writer.narrowed.get() {
-            Some(write_sql(plan, lookup, None)?.0)
-        } else {
-            None
-        };
         let ordering = match root_ordering(plan) {
             Some(ordering) => ordering,
             None if query_root => vec![],
@@ -132,10 +127,17 @@ impl Statement {
         };
         Ok(Statement {
             sql,
-            exact_sql,
+            narrowed: writer.narrowed.get(),
             target,
             ordering,
         })
+    }
+
+    /// The statement of `plan` with every decimal `+ - *` exact: the one to run when a
+    /// [`Statement::narrowed`] statement of it fails. Written only when the statement is
+    /// planned to run, not each time the optimizer rule tries a subtree.
+    pub fn exact_sql<'a>(plan: &LogicalPlan, lookup: &'a Lookup<'a>) -> Writing<String> {
+        Ok(write_sql(plan, lookup, None)?.0)
     }
 }
 

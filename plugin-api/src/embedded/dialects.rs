@@ -623,6 +623,16 @@ mod tests {
         ])
     }
 
+    /// `expr` in DuckDB's SQL with decimals in the narrow form, and whether that form was used.
+    fn narrow_written(expr: &Expr) -> (crate::embedded::expression::Written, bool) {
+        use crate::embedded::expression::{DecimalForm, expression_sql};
+        use crate::embedded::pushdown::TableColumns;
+        let (schema, used) = (numbers(), std::cell::Cell::new(false));
+        let narrow = DecimalForm::Narrow { used: &used };
+        let written = expression_sql(expr, &TableColumns(&schema), &DuckDbDialect, narrow).unwrap();
+        (written, used.get())
+    }
+
     fn written(dialect: &dyn SqlDialect, expr: &Expr) -> Result<String, String> {
         use crate::embedded::expression::{DecimalForm, expression_sql};
         use crate::embedded::pushdown::TableColumns;
@@ -717,31 +727,18 @@ mod tests {
         );
         // narrow: DECIMAL(≤18) operands as they are, wider ones cast to DECIMAL(18, s); the
         // DECIMAL(31,4) product `m * m` is such an operand of the next `*`
-        let used = std::cell::Cell::new(false);
-        let schema = numbers();
-        let narrow = crate::embedded::expression::expression_sql(
-            &(col("m") * col("m") * col("m")),
-            &crate::embedded::pushdown::TableColumns(&schema),
-            &DuckDbDialect,
-            crate::embedded::expression::DecimalForm::Narrow { used: &used },
-        )
-        .unwrap();
+        let (narrow, used) = narrow_written(&(col("m") * col("m") * col("m")));
         assert_eq!(
             narrow.sql,
             "(CAST((\"m\" * \"m\") AS DECIMAL(18,4)) * \"m\")"
         );
         assert_eq!(narrow.data_type, DataType::Decimal128(38, 6));
-        assert!(used.get());
+        assert!(used);
         // a literal with the digits of its value: `1` typed DECIMAL(20, 0) would make DuckDB
         // compute `1 - m` in 128 bits
         let one = lit(ScalarValue::Decimal128(Some(1), 20, 0));
-        let discounted = crate::embedded::expression::expression_sql(
-            &(col("m") * (one - col("m"))),
-            &crate::embedded::pushdown::TableColumns(&schema),
-            &DuckDbDialect,
-            crate::embedded::expression::DecimalForm::Narrow { used: &used },
-        )
-        .unwrap();
+        let (discounted, used) = narrow_written(&(col("m") * (one - col("m"))));
+        assert!(used);
         assert_eq!(
             discounted.sql,
             "(\"m\" * CAST((CAST('1' AS DECIMAL(1,0)) - \"m\") AS DECIMAL(18,2)))"

@@ -19,8 +19,8 @@
 //! - float `+ - * /` where the engine follows IEEE 754 as DataFusion does; decimal `+ - *`
 //!   with DataFusion's result precision and scale (exact in 38 digits, or in the dialect's
 //!   narrow form that fails rather than differs, [`DecimalForm::Narrow`]), and `/` with
-//!   arrow's (scale `s1 + 4`, truncated) where the quotient cannot pass 38 digits; `||`; date ± a literal interval of months
-//!   and days;
+//!   arrow's (scale `s1 + 4`, truncated) where the quotient cannot pass 38 digits; `||`;
+//!   date ± a literal interval of months and days;
 //! - `CASE`, casts the dialect writes with DataFusion's result ([`SqlDialect::cast`]), `LIKE`,
 //!   and the scalar functions the dialect translates ([`SqlDialect::function`]).
 
