@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use accel_plugin_api::boundary::ForeignAccelerator;
+use accel_plugin_api::embedded::expression::is_datafusion_function;
 use accel_plugin_api::{
     AccelerationLayout, AccelerationSource, BootstrapStatus, DataAccelerator, FilePathError,
     FileRelease, ParameterSpec, PartitionedBy, SqlEngine, SqlTable, async_trait,
 };
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProviderList, Session, TableProvider};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchema, Statistics};
 use datafusion::config::{ConfigOptions, TableOptions};
 use datafusion::datasource::TableType;
@@ -203,11 +205,46 @@ impl TableProvider for PluginTable {
         self.table.statistics()
     }
 
+    /// The library decodes filters with its own DataFusion's functions (datafusion-ffi would
+    /// otherwise rebuild the host's every function inside it on each call), so a filter calling
+    /// any other function — one the host registered, even under a built-in's name — stays in
+    /// DataFusion without being sent; so does a filter the library cannot decode.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        self.table.supports_filters_pushdown(filters)
+        let mut answers = vec![TableProviderFilterPushDown::Unsupported; filters.len()];
+        let (positions, sendable): (Vec<usize>, Vec<&Expr>) = filters
+            .iter()
+            .enumerate()
+            .filter(|(_, filter)| calls_only_builtin_functions(filter))
+            .map(|(at, filter)| (at, *filter))
+            .unzip();
+        if sendable.is_empty() {
+            return Ok(answers);
+        }
+        match self.table.supports_filters_pushdown(&sendable) {
+            Ok(answered) if answered.len() == sendable.len() => {
+                for (at, answer) in positions.into_iter().zip(answered) {
+                    answers[at] = answer;
+                }
+            }
+            // one at a time, so that one filter the library cannot decode keeps only itself
+            // in DataFusion
+            _ => {
+                for (at, filter) in positions.into_iter().zip(sendable) {
+                    match self.table.supports_filters_pushdown(&[filter]) {
+                        Ok(answer) if answer.len() == 1 => answers[at] = answer[0].clone(),
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(
+                            "{}: filter {filter} stays in DataFusion: {e}",
+                            self.label("filter pushdown")
+                        ),
+                    }
+                }
+            }
+        }
+        Ok(answers)
     }
 
     async fn scan(
@@ -240,6 +277,22 @@ impl TableProvider for PluginTable {
             .map_err(|e| labelled(&label, e))?;
         Ok(PluginExec::wrap_labelled(plan, &self.keep_alive(), label))
     }
+}
+
+/// Whether every function `filter` calls is one of DataFusion's own (not one the host
+/// registered, even under a built-in's name).
+fn calls_only_builtin_functions(filter: &Expr) -> bool {
+    !filter
+        .exists(|e| {
+            Ok(match e {
+                Expr::ScalarFunction(call) => !is_datafusion_function(&call.func),
+                Expr::HigherOrderFunction(_)
+                | Expr::AggregateFunction(_)
+                | Expr::WindowFunction(_) => true,
+                _ => false,
+            })
+        })
+        .unwrap_or(true)
 }
 
 /// The session a plugin's table sees in `scan` and `insert_into`: the query's own, listing no

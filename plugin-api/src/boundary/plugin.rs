@@ -7,8 +7,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::{TaskContext, TaskContextProvider};
 use datafusion::prelude::SessionContext;
 use tokio::runtime::{Handle, Runtime};
 
@@ -56,6 +56,20 @@ pub struct Plugin {
     pub runtime_env: Arc<RuntimeEnv>,
     /// Function registry used to decode expressions the host sends.
     pub task_ctx: Arc<TaskContext>,
+    /// `task_ctx` handed out to datafusion-ffi, which decodes the filters of a table's
+    /// `supports_filters_pushdown` and `scan` with its codec's task context. A context of this
+    /// library is used as it is; the host's would be rebuilt on every call — its config from
+    /// strings and each of its hundreds of functions as a foreign function.
+    pub task_ctx_provider: Arc<dyn TaskContextProvider + Send + Sync>,
+}
+
+/// The plugin's own task context, for the codecs of its tables.
+struct PluginTaskContext(Arc<TaskContext>);
+
+impl TaskContextProvider for PluginTaskContext {
+    fn task_ctx(&self) -> Arc<TaskContext> {
+        Arc::clone(&self.0)
+    }
 }
 
 impl Plugin {
@@ -104,11 +118,13 @@ fn start<E: ExportedEngine>() -> Result<Plugin, String> {
         ));
     }
     let context = SessionContext::new();
+    let task_ctx = context.task_ctx();
     Ok(Plugin {
         engine,
         handle: runtime.handle().clone(),
         runtime: Mutex::new(Some(runtime)),
         runtime_env: context.runtime_env(),
-        task_ctx: context.task_ctx(),
+        task_ctx_provider: Arc::new(PluginTaskContext(Arc::clone(&task_ctx))),
+        task_ctx,
     })
 }

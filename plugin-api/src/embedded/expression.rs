@@ -25,13 +25,16 @@
 //!   and the scalar functions the dialect translates ([`SqlDialect::function`]).
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::ScalarValue;
+use datafusion::execution::SessionStateDefaults;
 use datafusion::logical_expr::expr::{Between, Case, InList, Like, ScalarFunction};
 use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, ReturnFieldArgs};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, ReturnFieldArgs, ScalarUDF};
 
 use super::pushdown::{ColumnNames, SqlDialect, comparison, is_string, same_family, string_value};
 
@@ -1004,6 +1007,12 @@ impl ExpressionWriter<'_> {
 
     fn function(&self, expr: &Expr, function: &ScalarFunction) -> Result<Written, Kept> {
         let name = function.func.name();
+        if !is_datafusion_function(&function.func) {
+            return Err(kept(
+                expr,
+                format!("{name} is not DataFusion's own function (one registered in the session)"),
+            ));
+        }
         let args = function
             .args
             .iter()
@@ -1042,6 +1051,30 @@ impl ExpressionWriter<'_> {
             ..Written::new(sql, data_type)
         })
     }
+}
+
+/// Whether `function` is DataFusion's own scalar function of that name, as DataFusion
+/// defines it by default — not one registered in a session under a built-in's name (dialects
+/// translate functions by name), nor a built-in set up from a session's config (`now` or
+/// `to_timestamp` with a time zone).
+pub fn is_datafusion_function(function: &ScalarUDF) -> bool {
+    static BUILTINS: OnceLock<HashMap<String, Arc<ScalarUDF>>> = OnceLock::new();
+    let builtins = BUILTINS.get_or_init(|| {
+        let mut builtins = HashMap::new();
+        for builtin in SessionStateDefaults::default_scalar_functions() {
+            let names = std::iter::once(builtin.name())
+                .chain(builtin.aliases().iter().map(String::as_str))
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            for name in names {
+                builtins.insert(name, Arc::clone(&builtin));
+            }
+        }
+        builtins
+    });
+    builtins
+        .get(function.name())
+        .is_some_and(|builtin| **builtin == *function)
 }
 
 /// The months and days of an interval literal with no smaller part.

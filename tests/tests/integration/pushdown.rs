@@ -179,3 +179,64 @@ async fn explain_shows_the_sql_sent_to_the_engine_and_the_filters_kept() {
         "EXPLAIN says what stayed in DataFusion and why:\n{plan}"
     );
 }
+
+/// A function registered in the session under a built-in's name is the session's, not the
+/// built-in the engines would translate it to: it stays in DataFusion, in filters sent to a
+/// plugin's scan (which decodes them with its own DataFusion's functions) and in statements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_function_named_like_a_builtin_stays_in_datafusion() {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::compute::kernels::numeric::add;
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
+
+    let plugins = plugin_dir_with_both_engines();
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+    // `abs` that adds 100: abs(i % 10) = 104 holds for i = 4 only, never for DuckDB's or
+    // SQLite's abs (`%` bounds the argument, so the built-in would be written)
+    let not_abs = create_udf(
+        "abs",
+        vec![DataType::Int64],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let values = ColumnarValue::values_to_arrays(args)?;
+            Ok(ColumnarValue::Array(add(
+                &values[0],
+                &Int64Array::new_scalar(100),
+            )?))
+        }),
+    );
+    host.context().register_udf(not_abs);
+    host.sql(&format!(
+        "CREATE EXTERNAL TABLE at {COLUMNS} STORED AS arrow LOCATION ':memory:';
+         INSERT INTO at VALUES {ROWS}"
+    ))
+    .await
+    .unwrap();
+    let query = "SELECT i, s FROM {t} WHERE abs(i % 10) = 104 ORDER BY i";
+    let expected = rows(&host.sql(&query.replace("{t}", "at")).await.unwrap());
+    assert_eq!(expected.len(), 1, "the session's abs: {expected:?}");
+    for (engine, _) in SQL_ENGINES {
+        host.sql(&format!(
+            "CREATE EXTERNAL TABLE {engine} {COLUMNS} STORED AS {engine} LOCATION ':memory:';
+             INSERT INTO {engine} VALUES {ROWS}"
+        ))
+        .await
+        .unwrap();
+        for federation in [false, true] {
+            host.federation_switch().set(federation);
+            let sql = query.replace("{t}", engine);
+            let found = rows(&host.sql(&sql).await.unwrap());
+            assert_eq!(found, expected, "{engine}, federation {federation}: {sql}");
+            let plan = rows(&host.sql(&format!("EXPLAIN {sql}")).await.unwrap()).join("\n");
+            assert!(
+                plan.contains("FilterExec: abs("),
+                "{engine}, federation {federation}: the filter stays in DataFusion:\n{plan}"
+            );
+        }
+    }
+}

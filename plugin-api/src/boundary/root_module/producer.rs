@@ -15,11 +15,13 @@ use abi_stable::std_types::{ROption, RResult, RString, RVec};
 use async_ffi::{FfiFuture, FutureExt};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
+use datafusion::execution::TaskContextProvider;
 use datafusion::logical_expr::Expr;
+use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
 use datafusion_ffi::record_batch_stream::FFI_RecordBatchStream;
 use datafusion_ffi::table_provider_factory::FFI_TableProviderFactory;
-use datafusion_proto::logical_plan::DefaultLogicalExtensionCodec;
 use datafusion_proto::logical_plan::from_proto::parse_expr;
+use datafusion_proto::logical_plan::{DefaultLogicalExtensionCodec, LogicalExtensionCodec};
 use datafusion_proto::protobuf::LogicalExprNode;
 use prost::Message;
 
@@ -93,11 +95,17 @@ extern "C" fn create_table_factory<E: ExportedEngine>(
             runtime: p.handle.clone(),
             runtime_env: Arc::clone(&p.runtime_env),
         };
+        // The host's codec, with this library's task context to decode filters with (see
+        // `Plugin::task_ctx_provider`).
+        let host_codec: Arc<dyn LogicalExtensionCodec> = (&codec.0).into();
+        let task_ctx_provider: Arc<dyn TaskContextProvider> = p.task_ctx_provider.clone();
+        let codec =
+            FFI_LogicalExtensionCodec::new(host_codec, Some(p.handle.clone()), &task_ctx_provider);
         Ok(FfiTableFactory(
             FFI_TableProviderFactory::new_with_ffi_codec(
                 Arc::new(factory),
                 Some(p.handle.clone()),
-                codec.0,
+                codec,
             ),
         ))
     })
