@@ -1,6 +1,9 @@
 //! `scripts/bench`: accel's figures next to their baselines, measured in the same run, printed
 //! as a Markdown table of ratios (accel / baseline, lower is better) with the absolute times.
 //! Data is generated deterministically by SQL; `--rows N` sets the scale (default 10 M).
+//! `--ffi-tax-only` stops after the FFI-tax figures; `--profile-loop d|b[,federated]` runs
+//! the selective FFI-tax query in a loop on one side, for `perf record -p` (see
+//! [`ProfileLoop`]).
 //!
 //! Needs the release build of the plugins (`cargo build --release --workspace`) and the host
 //! feature `builtin-duckdb` (the DuckDB engine crate linked in as `duckdb_builtin`, the
@@ -36,7 +39,42 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(rows));
+    let profile_loop = std::env::args()
+        .skip_while(|a| a != "--profile-loop")
+        .nth(1)
+        .map(|spec| ProfileLoop::parse(&spec));
+    // `--ffi-tax-only`: stop after the FFI-tax figures (start-up, ingest and FFI tax)
+    let ffi_tax_only = std::env::args().any(|a| a == "--ffi-tax-only");
+    runtime.block_on(run(rows, profile_loop, ffi_tax_only));
+}
+
+/// `--profile-loop TABLE[,federated]`: after loading, run the selective FFI-tax query on
+/// table `d` (the DuckDB plugin) or `b` (the same engine built in) for `PROFILE_LOOP_TIME`
+/// and exit, with a line on stderr when the loop starts — a steady workload to attach
+/// `perf record -p PID` to. No figures are printed.
+struct ProfileLoop {
+    table: String,
+    federation: bool,
+}
+
+const PROFILE_LOOP_TIME: Duration = Duration::from_secs(20);
+
+impl ProfileLoop {
+    fn parse(spec: &str) -> Self {
+        let (table, federation) = match spec.split_once(',') {
+            Some((table, "federated")) => (table, true),
+            None => (spec, false),
+            Some((_, other)) => panic!("--profile-loop TABLE[,federated]: found `{other}`"),
+        };
+        assert!(
+            ["d", "b"].contains(&table),
+            "--profile-loop takes `d` (plugin) or `b` (built in), found `{table}`"
+        );
+        Self {
+            table: table.to_owned(),
+            federation,
+        }
+    }
 }
 
 /// Median of `RUNS` timed runs of `f`.
@@ -171,7 +209,7 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-async fn run(rows: u64) {
+async fn run(rows: u64, profile_loop: Option<ProfileLoop>, ffi_tax_only: bool) {
     let work = tempfile::tempdir().unwrap();
     let plugins = work.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -290,19 +328,35 @@ async fn run(rows: u64) {
         goal: "<= 1.5x",
     });
 
+    let selective = format!(
+        "SELECT s, count(*), sum(f) FROM {{t}} WHERE i < {} GROUP BY s",
+        rows / 100
+    );
+    if let Some(profile) = profile_loop {
+        host.federation_switch().set(profile.federation);
+        let sql = selective.replace("{t}", &profile.table);
+        eprintln!("profile loop starts: pid {}", std::process::id());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let start = Instant::now();
+        let mut runs = 0u32;
+        while start.elapsed() < PROFILE_LOOP_TIME {
+            std::hint::black_box(host.sql(&sql).await.unwrap());
+            runs += 1;
+        }
+        eprintln!(
+            "profile loop: {runs} runs, {:.2?} each",
+            start.elapsed() / runs
+        );
+        return;
+    }
+
     // FFI tax: the same engine crate behind the plugin boundary vs linked in.
     for (what, sql) in [
         (
             "full scan + aggregates",
             "SELECT sum(i), sum(f), count(s), max(day), count(flag) FROM {t}",
         ),
-        (
-            "selective filter + GROUP BY",
-            &*format!(
-                "SELECT s, count(*), sum(f) FROM {{t}} WHERE i < {} GROUP BY s",
-                rows / 100
-            ),
-        ),
+        ("selective filter + GROUP BY", &*selective),
     ] {
         // federation off: every row crosses the boundary; on: one statement's result does
         for federation in [false, true] {
@@ -327,6 +381,10 @@ async fn run(rows: u64) {
         }
     }
     host.federation_switch().set(true);
+    if ffi_tax_only {
+        print_figures(rows, &figures, &notes);
+        return;
+    }
 
     // Scan through accel vs DuckDB's own Arrow export of the same query.
     let scan_sql = "SELECT i, f, s FROM d";
@@ -465,6 +523,10 @@ async fn run(rows: u64) {
         mb(refreshes.source_bytes)
     ));
 
+    print_figures(rows, &figures, &notes);
+}
+
+fn print_figures(rows: u64, figures: &[Figure], notes: &[String]) {
     println!(
         "\nrows: {rows}; median of {RUNS} runs (start-up: 3, ingest: 1, full refresh: 3, \
          append: 1); {} cores\n",
@@ -472,7 +534,7 @@ async fn run(rows: u64) {
     );
     println!("| figure | accel | baseline | ratio | goal |");
     println!("|---|---:|---|---:|---|");
-    for f in &figures {
+    for f in figures {
         println!(
             "| {} | {:.1} ms | {}: {:.1} ms | {:.2}x | {} |",
             f.name,
