@@ -54,13 +54,12 @@ pub struct Plugin {
     /// Runtime environment of plans executed inside the plugin (host memory limits do not
     /// reach it; engines take explicit limits as parameters).
     pub runtime_env: Arc<RuntimeEnv>,
-    /// Function registry used to decode expressions the host sends.
-    pub task_ctx: Arc<TaskContext>,
-    /// `task_ctx` handed out to datafusion-ffi, which decodes the filters of a table's
-    /// `supports_filters_pushdown` and `scan` with its codec's task context. A context of this
-    /// library is used as it is; the host's would be rebuilt on every call — its config from
-    /// strings and each of its hundreds of functions as a foreign function.
-    pub task_ctx_provider: Arc<dyn TaskContextProvider + Send + Sync>,
+    /// The library's own task context, whose functions decode the expressions the host sends:
+    /// partition expressions here, and — handed to datafusion-ffi with each table's codec —
+    /// the filters of `supports_filters_pushdown` and `scan`. With the host's context there,
+    /// datafusion-ffi rebuilt it inside the library on every call: its config from strings
+    /// and each of its hundreds of functions as a foreign function.
+    pub task_ctx: Arc<dyn TaskContextProvider + Send + Sync>,
 }
 
 /// The plugin's own task context, for the codecs of its tables.
@@ -118,13 +117,11 @@ fn start<E: ExportedEngine>() -> Result<Plugin, String> {
         ));
     }
     let context = SessionContext::new();
-    let task_ctx = context.task_ctx();
     Ok(Plugin {
         engine,
         handle: runtime.handle().clone(),
         runtime: Mutex::new(Some(runtime)),
         runtime_env: context.runtime_env(),
-        task_ctx_provider: Arc::new(PluginTaskContext(Arc::clone(&task_ctx))),
-        task_ctx,
+        task_ctx: Arc::new(PluginTaskContext(context.task_ctx())),
     })
 }

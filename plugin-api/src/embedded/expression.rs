@@ -1062,12 +1062,10 @@ pub fn is_datafusion_function(function: &ScalarUDF) -> bool {
     let builtins = BUILTINS.get_or_init(|| {
         let mut builtins = HashMap::new();
         for builtin in SessionStateDefaults::default_scalar_functions() {
-            let names = std::iter::once(builtin.name())
-                .chain(builtin.aliases().iter().map(String::as_str))
-                .map(str::to_owned)
-                .collect::<Vec<_>>();
-            for name in names {
-                builtins.insert(name, Arc::clone(&builtin));
+            for name in
+                std::iter::once(builtin.name()).chain(builtin.aliases().iter().map(String::as_str))
+            {
+                builtins.insert(name.to_owned(), Arc::clone(&builtin));
             }
         }
         builtins

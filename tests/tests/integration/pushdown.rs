@@ -58,21 +58,21 @@ async fn pushed_filters_return_what_datafusion_returns() {
     let plugins = plugin_dir_with_both_engines();
     let data = tempfile::tempdir().unwrap();
     let host = host_with(plugins.path(), data.path());
+    create_with_rows(&host, "at", "arrow").await;
+    for (engine, _) in SQL_ENGINES {
+        create_with_rows(&host, engine, engine).await;
+        compare_with_datafusion(&host, engine).await;
+    }
+}
+
+/// Table `name` of `engine`, in memory, holding `ROWS`.
+async fn create_with_rows(host: &accel_host::Host, name: &str, engine: &str) {
     host.sql(&format!(
-        "CREATE EXTERNAL TABLE at {COLUMNS} STORED AS arrow LOCATION ':memory:';
-         INSERT INTO at VALUES {ROWS}"
+        "CREATE EXTERNAL TABLE {name} {COLUMNS} STORED AS {engine} LOCATION ':memory:';
+         INSERT INTO {name} VALUES {ROWS}"
     ))
     .await
     .unwrap();
-    for (engine, _) in SQL_ENGINES {
-        host.sql(&format!(
-            "CREATE EXTERNAL TABLE {engine} {COLUMNS} STORED AS {engine} LOCATION ':memory:';
-             INSERT INTO {engine} VALUES {ROWS}"
-        ))
-        .await
-        .unwrap();
-        compare_with_datafusion(&host, engine).await;
-    }
 }
 
 async fn compare_with_datafusion(host: &accel_host::Host, table: &str) {
@@ -211,22 +211,12 @@ async fn a_session_function_named_like_a_builtin_stays_in_datafusion() {
         }),
     );
     host.context().register_udf(not_abs);
-    host.sql(&format!(
-        "CREATE EXTERNAL TABLE at {COLUMNS} STORED AS arrow LOCATION ':memory:';
-         INSERT INTO at VALUES {ROWS}"
-    ))
-    .await
-    .unwrap();
+    create_with_rows(&host, "at", "arrow").await;
     let query = "SELECT i, s FROM {t} WHERE abs(i % 10) = 104 ORDER BY i";
     let expected = rows(&host.sql(&query.replace("{t}", "at")).await.unwrap());
     assert_eq!(expected.len(), 1, "the session's abs: {expected:?}");
     for (engine, _) in SQL_ENGINES {
-        host.sql(&format!(
-            "CREATE EXTERNAL TABLE {engine} {COLUMNS} STORED AS {engine} LOCATION ':memory:';
-             INSERT INTO {engine} VALUES {ROWS}"
-        ))
-        .await
-        .unwrap();
+        create_with_rows(&host, engine, engine).await;
         for federation in [false, true] {
             host.federation_switch().set(federation);
             let sql = query.replace("{t}", engine);

@@ -96,9 +96,9 @@ extern "C" fn create_table_factory<E: ExportedEngine>(
             runtime_env: Arc::clone(&p.runtime_env),
         };
         // The host's codec, with this library's task context to decode filters with (see
-        // `Plugin::task_ctx_provider`).
+        // `Plugin::task_ctx`).
         let host_codec: Arc<dyn LogicalExtensionCodec> = (&codec.0).into();
-        let task_ctx_provider: Arc<dyn TaskContextProvider> = p.task_ctx_provider.clone();
+        let task_ctx_provider: Arc<dyn TaskContextProvider> = p.task_ctx.clone();
         let codec =
             FFI_LogicalExtensionCodec::new(host_codec, Some(p.handle.clone()), &task_ctx_provider);
         Ok(FfiTableFactory(
@@ -117,8 +117,12 @@ fn decode_partitions(p: &Plugin, parts: &[FfiPartitionedBy]) -> Result<Vec<Parti
         .map(|part| {
             let node = LogicalExprNode::decode(part.expression_proto.as_slice())
                 .map_err(|e| format!("partition `{}`: undecodable expression: {e}", part.name))?;
-            let expression: Expr = parse_expr(&node, &p.task_ctx, &DefaultLogicalExtensionCodec {})
-                .map_err(|e| format!("partition `{}`: {e}", part.name))?;
+            let expression: Expr = parse_expr(
+                &node,
+                &p.task_ctx.task_ctx(),
+                &DefaultLogicalExtensionCodec {},
+            )
+            .map_err(|e| format!("partition `{}`: {e}", part.name))?;
             Ok(PartitionedBy {
                 name: part.name.to_string(),
                 expression,
