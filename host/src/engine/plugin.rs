@@ -3,7 +3,6 @@
 //! hold an `Arc` of the library they came from.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use accel_plugin_api::boundary::ForeignAccelerator;
@@ -13,27 +12,16 @@ use accel_plugin_api::{
     FileRelease, ParameterSpec, PartitionedBy, SqlEngine, SqlTable, async_trait,
 };
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{CatalogProviderList, Session, TableProvider};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
 use datafusion::common::tree_node::TreeNode;
-use datafusion::common::{DFSchema, Statistics};
-use datafusion::config::{ConfigOptions, TableOptions};
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
-use datafusion::execution::context::QueryPlanner;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::execution_props::ExecutionProps;
-use datafusion::logical_expr::registry::ExtensionTypeRegistryRef;
-use datafusion::logical_expr::{
-    AggregateUDF, CreateExternalTable, Expr, HigherOrderUDF, LogicalPlan, ScalarUDF,
-    TableProviderFilterPushDown, WindowUDF,
-};
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::logical_expr::{CreateExternalTable, Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::operator_statistics::StatisticsRegistry;
-use datafusion::prelude::SessionConfig;
 
 use crate::engine::plugin_exec::{
     KeepAlive, PluginExec, keep_alive_stream, labelled, labelled_stream,
@@ -257,7 +245,7 @@ impl TableProvider for PluginTable {
         let label = self.label("scan");
         let plan = self
             .table
-            .scan(&LeanSession::new(state), projection, filters, limit)
+            .scan(state, projection, filters, limit)
             .await
             .map_err(|e| labelled(&label, e))?;
         Ok(PluginExec::wrap_labelled(plan, &self.keep_alive(), label))
@@ -272,7 +260,7 @@ impl TableProvider for PluginTable {
         let label = self.label("insert");
         let plan = self
             .table
-            .insert_into(&LeanSession::new(state), input, insert_op)
+            .insert_into(state, input, insert_op)
             .await
             .map_err(|e| labelled(&label, e))?;
         Ok(PluginExec::wrap_labelled(plan, &self.keep_alive(), label))
@@ -293,131 +281,6 @@ fn calls_only_builtin_functions(filter: &Expr) -> bool {
             })
         })
         .unwrap_or(true)
-}
-
-/// The session a plugin's table sees in `scan` and `insert_into`: the query's own, listing no
-/// functions. datafusion-ffi hands the library the session's every scalar, aggregate and window
-/// function as a foreign function on each call — hundreds, rebuilt per scan — which a table
-/// does not need (the filters it gets carry their functions).
-struct LeanSession<'a> {
-    inner: &'a dyn Session,
-    table_options: TableOptions,
-    no_scalar_functions: HashMap<String, Arc<ScalarUDF>>,
-    no_higher_order_functions: HashMap<String, Arc<HigherOrderUDF>>,
-    no_aggregate_functions: HashMap<String, Arc<AggregateUDF>>,
-    no_window_functions: HashMap<String, Arc<WindowUDF>>,
-}
-
-impl<'a> LeanSession<'a> {
-    fn new(inner: &'a dyn Session) -> Self {
-        Self {
-            inner,
-            table_options: inner.table_options().clone(),
-            no_scalar_functions: HashMap::new(),
-            no_higher_order_functions: HashMap::new(),
-            no_aggregate_functions: HashMap::new(),
-            no_window_functions: HashMap::new(),
-        }
-    }
-}
-
-#[async_trait]
-impl Session for LeanSession<'_> {
-    fn session_id(&self) -> &str {
-        self.inner.session_id()
-    }
-
-    fn config(&self) -> &SessionConfig {
-        self.inner.config()
-    }
-
-    fn catalog_list(&self) -> Arc<dyn CatalogProviderList> {
-        self.inner.catalog_list()
-    }
-
-    fn config_options(&self) -> &ConfigOptions {
-        self.inner.config_options()
-    }
-
-    fn query_planner(&self) -> Arc<dyn QueryPlanner + Send + Sync> {
-        self.inner.query_planner()
-    }
-
-    fn optimize(&self, plan: &LogicalPlan) -> Result<LogicalPlan> {
-        self.inner.optimize(plan)
-    }
-
-    fn physical_optimizers(&self) -> &[Arc<dyn PhysicalOptimizerRule + Send + Sync>] {
-        self.inner.physical_optimizers()
-    }
-
-    fn statistics_registry(&self) -> Option<&StatisticsRegistry> {
-        self.inner.statistics_registry()
-    }
-
-    async fn create_physical_plan(
-        &self,
-        logical_plan: &LogicalPlan,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.inner.create_physical_plan(logical_plan).await
-    }
-
-    fn create_physical_expr(
-        &self,
-        expr: Expr,
-        df_schema: &DFSchema,
-    ) -> Result<Arc<dyn PhysicalExpr>> {
-        self.inner.create_physical_expr(expr, df_schema)
-    }
-
-    fn scalar_functions(&self) -> &HashMap<String, Arc<ScalarUDF>> {
-        &self.no_scalar_functions
-    }
-
-    fn higher_order_functions(&self) -> &HashMap<String, Arc<HigherOrderUDF>> {
-        &self.no_higher_order_functions
-    }
-
-    fn aggregate_functions(&self) -> &HashMap<String, Arc<AggregateUDF>> {
-        &self.no_aggregate_functions
-    }
-
-    fn window_functions(&self) -> &HashMap<String, Arc<WindowUDF>> {
-        &self.no_window_functions
-    }
-
-    fn extension_type_registry(&self) -> &ExtensionTypeRegistryRef {
-        self.inner.extension_type_registry()
-    }
-
-    fn runtime_env(&self) -> &Arc<RuntimeEnv> {
-        self.inner.runtime_env()
-    }
-
-    fn execution_props(&self) -> &ExecutionProps {
-        self.inner.execution_props()
-    }
-
-    /// The query's session, so that a table downcasting to it finds it.
-    fn as_any(&self) -> &dyn Any {
-        self.inner.as_any()
-    }
-
-    fn table_options(&self) -> &TableOptions {
-        &self.table_options
-    }
-
-    fn default_table_options(&self) -> TableOptions {
-        self.inner.default_table_options()
-    }
-
-    fn table_options_mut(&mut self) -> &mut TableOptions {
-        &mut self.table_options
-    }
-
-    fn task_ctx(&self) -> Arc<TaskContext> {
-        self.inner.task_ctx()
-    }
 }
 
 /// `engine `name` version, call`: what errors of a call into `library` are labelled with.

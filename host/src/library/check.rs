@@ -199,9 +199,19 @@ pub fn mismatches(metadata: &PluginMetadata) -> Vec<Mismatch> {
     } else if metadata.abi_minor > ABI_MINOR {
         found.push(Mismatch {
             field: "plugin-api ABI minor",
-            expected: format!("at most {ABI_MAJOR}.{ABI_MINOR}"),
+            expected: format!("{ABI_MAJOR}.{ABI_MINOR}"),
             found: format!("{}.{}", metadata.abi_major, metadata.abi_minor),
-            fix: "the engine needs a newer host: upgrade accel, or build the engine against an older accel-plugin-api",
+            fix: "the engine needs a newer host: upgrade accel, or build the engine against this host's accel-plugin-api",
+        });
+    } else if metadata.abi_minor < ABI_MINOR {
+        // abi_stable's layout check refuses a root module with fewer functions than the
+        // host's (measured: "too many fields, expected 14, found 12" for a 1.2 library on a
+        // 1.3 host), so an older minor never loads; say so before opening the file.
+        found.push(Mismatch {
+            field: "plugin-api ABI minor",
+            expected: format!("{ABI_MAJOR}.{ABI_MINOR}"),
+            found: format!("{}.{}", metadata.abi_major, metadata.abi_minor),
+            fix: "the engine was built for an older host: rebuild it against this host's accel-plugin-api",
         });
     }
     if metadata.datafusion_ffi_major != DATAFUSION_FFI_MAJOR {
@@ -373,9 +383,14 @@ mod tests {
     }
 
     #[test]
-    fn newer_minor_is_refused() {
-        let mut m = PluginMetadata::current("x", "1.0.0");
-        m.abi_minor = ABI_MINOR + 1;
-        assert_eq!(mismatches(&m)[0].field, "plugin-api ABI minor");
+    fn another_minor_is_refused_either_way() {
+        for minor in [ABI_MINOR + 1, ABI_MINOR - 1] {
+            let mut m = PluginMetadata::current("x", "1.0.0");
+            m.abi_minor = minor;
+            let found = mismatches(&m);
+            assert_eq!(found[0].field, "plugin-api ABI minor");
+            assert_eq!(found[0].expected, format!("{ABI_MAJOR}.{ABI_MINOR}"));
+        }
+        assert!(mismatches(&PluginMetadata::current("x", "1.0.0")).is_empty());
     }
 }

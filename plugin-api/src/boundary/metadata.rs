@@ -42,10 +42,13 @@ pub const ABI_STABLE_SERIES: &str = "0.11";
 /// Major version of the plugin ABI (the accelerator module and this record). A different major
 /// is never loadable.
 pub const ABI_MAJOR: u16 = 1;
-/// Minor version of the plugin ABI. A host loads plugins built for its own minor or an older one
-/// (prefix-type modules only ever grow). 1.1 appended the optional SQL capability
-/// (`sql_dialect`, `sql_table`, `execute_sql`); 1.2 appended `release_file`.
-pub const ABI_MINOR: u16 = 2;
+/// Minor version of the plugin ABI. A host loads only plugins built for its own minor: the root
+/// module is an `abi_stable` prefix type that grows by a minor, and `abi_stable`'s layout check
+/// refuses a module with fewer functions than the host's (measured with a 1.2 library on a 1.3
+/// host), so the host refuses another minor from the metadata record, naming it. 1.1 appended
+/// the optional SQL capability (`sql_dialect`, `sql_table`, `execute_sql`); 1.2 appended
+/// `release_file` and `stop_runtime`; 1.3 appended `scan_table` and `execute_scan`.
+pub const ABI_MINOR: u16 = 3;
 /// Major version of `datafusion-ffi` this crate is built against. Pinned in the workspace
 /// `Cargo.toml`; a unit test checks it against `datafusion_ffi::version()`.
 pub const DATAFUSION_FFI_MAJOR: u32 = 55;

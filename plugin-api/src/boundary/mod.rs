@@ -17,6 +17,7 @@
 //!   `extern "C"` functions, each of which contains panics and runs engine code on the plugin
 //!   runtime) and its consumer (the host-side `impl DataAccelerator`) side by side;
 //! - [`plugin`]: the per-library state (the engine, the library's own tokio runtime);
+//! - [`query_settings`]: the query's DataFusion settings as each side keeps them for scans;
 //! - [`guard`]: wrappers around the engine's table provider, plans and streams that contain
 //!   panics for the calls datafusion-ffi makes into them;
 //! - [`table_factory`]: the `TableProviderFactory` through which `CREATE EXTERNAL TABLE` reaches
@@ -28,6 +29,7 @@
 pub mod guard;
 pub mod metadata;
 pub mod plugin;
+pub mod query_settings;
 pub mod root_module;
 pub mod table_factory;
 pub mod types;

@@ -13,6 +13,7 @@ use datafusion::prelude::SessionContext;
 use tokio::runtime::{Handle, Runtime};
 
 use super::panic_message;
+use super::query_settings::QueryContexts;
 use crate::contract::accelerator::DataAccelerator;
 
 /// Implemented by `export_accelerator!` for the exported engine.
@@ -60,6 +61,8 @@ pub struct Plugin {
     /// datafusion-ffi rebuilt it inside the library on every call: its config from strings
     /// and each of its hundreds of functions as a foreign function.
     pub task_ctx: Arc<dyn TaskContextProvider + Send + Sync>,
+    /// Sessions and task contexts made from the host's settings, for scans (ABI 1.3).
+    pub query_contexts: QueryContexts,
 }
 
 /// The plugin's own task context, for the codecs of its tables.
@@ -122,6 +125,7 @@ fn start<E: ExportedEngine>() -> Result<Plugin, String> {
         handle: runtime.handle().clone(),
         runtime: Mutex::new(Some(runtime)),
         runtime_env: context.runtime_env(),
+        query_contexts: QueryContexts::new(context.runtime_env()),
         task_ctx: Arc::new(PluginTaskContext(context.task_ctx())),
     })
 }

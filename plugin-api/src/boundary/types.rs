@@ -4,8 +4,9 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 
 use abi_stable::StableAbi;
-use abi_stable::std_types::{ROption, RString, RVec, Tuple2};
+use abi_stable::std_types::{RArc, ROption, RString, RVec, Tuple2};
 use datafusion_ffi::arrow_wrappers::WrappedSchema;
+use datafusion_ffi::execution_plan::FFI_ExecutionPlan;
 use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
 use datafusion_ffi::record_batch_stream::FFI_RecordBatchStream;
 use datafusion_ffi::table_provider::FFI_TableProvider;
@@ -257,6 +258,30 @@ pub struct FfiTableFactory(#[sabi(unsafe_opaque_field)] pub FFI_TableProviderFac
 #[repr(transparent)]
 #[derive(StableAbi)]
 pub struct FfiTableProvider(#[sabi(unsafe_opaque_field)] pub FFI_TableProvider);
+
+/// datafusion-ffi's execution plan, carried opaquely: a plugin table's scan comes back as one,
+/// and the host hands it back to the library to execute (ABI 1.3).
+#[repr(transparent)]
+#[derive(StableAbi)]
+pub struct FfiExecutionPlan(#[sabi(unsafe_opaque_field)] pub FFI_ExecutionPlan);
+
+/// What a scan of a plugin table asks for (ABI 1.3): the columns, the filters the table
+/// accepted (a datafusion-proto `LogicalExprList`, decoded with the library's own functions),
+/// and the row limit.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiScanRequest {
+    pub projection: ROption<RVec<usize>>,
+    pub filters: RVec<u8>,
+    pub limit: ROption<usize>,
+}
+
+/// The query's DataFusion settings as `key = value` text (ABI 1.3), shared: the host hands
+/// the same allocation over for the same settings, so the library recognises them by address
+/// (see `boundary::query_settings`).
+#[repr(transparent)]
+#[derive(StableAbi, Clone)]
+pub struct FfiQuerySettings(pub RArc<RVec<Tuple2<RString, RString>>>);
 
 /// An Arrow schema through the C data interface, carried opaquely.
 #[repr(transparent)]

@@ -152,9 +152,20 @@ fn build_corpus(dir: &Path) -> Vec<(&'static str, &'static str)> {
     cases.push((
         "libabiminor.so",
         format!(
-            "plugin-api ABI minor: library has {ABI_MAJOR}.{}, host expects at most \
+            "plugin-api ABI minor: library has {ABI_MAJOR}.{}, host expects \
              {ABI_MAJOR}.{ABI_MINOR}",
             ABI_MINOR + 1
+        )
+        .leak(),
+    ));
+
+    fixture_library(dir, "abioldminor", Some(&record(|m| m.abi_minor -= 1)));
+    cases.push((
+        "libabioldminor.so",
+        format!(
+            "plugin-api ABI minor: library has {ABI_MAJOR}.{}, host expects \
+             {ABI_MAJOR}.{ABI_MINOR} (the engine was built for an older host",
+            ABI_MINOR - 1
         )
         .leak(),
     ));

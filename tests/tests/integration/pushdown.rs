@@ -230,3 +230,35 @@ async fn a_session_function_named_like_a_builtin_stays_in_datafusion() {
         }
     }
 }
+
+/// A plugin's scan runs with the settings of the query that plans it, changed between queries
+/// of one session: the rows come in batches of the session's batch size, on both engines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_scan_runs_with_the_settings_of_its_query() {
+    let plugins = plugin_dir_with_both_engines();
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+    host.federation_switch().set(false);
+    for (engine, _) in SQL_ENGINES {
+        create_with_rows(&host, engine, engine).await;
+        for batch_size in [3, 5, 8192, 3] {
+            host.sql(&format!(
+                "SET datafusion.execution.batch_size = {batch_size}"
+            ))
+            .await
+            .unwrap();
+            let batches = host
+                .sql(&format!("SELECT i, s FROM {engine}"))
+                .await
+                .unwrap();
+            let sizes: Vec<usize> = batches.iter().map(|b| b.num_rows()).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), 8, "{engine}: {sizes:?}");
+            let full_batches = 8 / batch_size.min(8);
+            assert!(
+                sizes.iter().all(|&n| n <= batch_size)
+                    && sizes.iter().filter(|&&n| n == batch_size.min(8)).count() == full_batches,
+                "{engine}, batch size {batch_size}: batches of {sizes:?}"
+            );
+        }
+    }
+}

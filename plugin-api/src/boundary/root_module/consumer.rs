@@ -24,9 +24,8 @@ use datafusion_proto::logical_plan::to_proto::serialize_expr;
 use prost::Message;
 
 use super::AcceleratorModuleRef;
-use crate::boundary::types::{
-    FfiAccelerationSource, FfiLogicalCodec, FfiPartitionedBy, FfiSchema, FfiTableProvider,
-};
+use super::foreign_table::ForeignTable;
+use crate::boundary::types::{FfiAccelerationSource, FfiLogicalCodec, FfiPartitionedBy, FfiSchema};
 use crate::contract::accelerator::{
     AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,
     DataAccelerator, FilePathError, FileRelease, ParameterSpec, PartitionedBy,
@@ -154,7 +153,15 @@ impl DataAccelerator for ForeignAccelerator {
             RResult::RErr(e) => return Err(engine_error(&self.name, "create_external_table", e)),
         };
         let state = self.context.state();
-        factory.create(&state, &cmd).await
+        let created = factory.create(&state, &cmd).await?;
+        match created.downcast_ref::<ForeignTableProvider>() {
+            Some(provider) => Ok(Arc::new(ForeignTable::new(
+                ForeignTableProvider(provider.0.clone()),
+                self.module,
+                &self.name,
+            ))),
+            None => Ok(created),
+        }
     }
 
     fn acceleration_layout(&self, source: &dyn AccelerationSource) -> AccelerationLayout {
@@ -227,8 +234,8 @@ impl SqlEngine for ForeignAccelerator {
     /// Only for tables this library created (datafusion-ffi providers of another library, or
     /// of none, are `None`).
     fn sql_table(&self, table: &dyn TableProvider) -> Option<SqlTable> {
-        let table = table.downcast_ref::<ForeignTableProvider>()?;
-        let found = (self.module.sql_table()?)(&FfiTableProvider(table.0.clone()));
+        let table = table.downcast_ref::<ForeignTable>()?;
+        let found = (self.module.sql_table()?)(&table.ffi());
         found.into_option().map(|t| SqlTable {
             context: t.context.into(),
             table: t.table.into(),

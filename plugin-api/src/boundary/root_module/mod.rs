@@ -1,10 +1,11 @@
 //! The root module every engine library exports, producer and consumer side by side: the
-//! function table ([`AcceleratorModule`], an `abi_stable` prefix type so later ABI minors can
-//! append functions and libraries built for an older minor still load), the `extern "C"`
-//! functions an engine library fills it with ([`producer`]), and the host-side
-//! `impl DataAccelerator` that calls it ([`consumer`]).
+//! function table ([`AcceleratorModule`], an `abi_stable` prefix type: each ABI minor appends
+//! functions), the `extern "C"` functions an engine library fills it with ([`producer`]), the
+//! host-side `impl DataAccelerator` that calls it ([`consumer`]), and the host side of a plugin
+//! table ([`foreign_table`]).
 
 pub mod consumer;
+pub mod foreign_table;
 pub mod producer;
 
 pub use consumer::ForeignAccelerator;
@@ -17,8 +18,9 @@ use async_ffi::FfiFuture;
 
 use super::types::{
     FfiAccelerationLayout, FfiAccelerationSource, FfiBootstrapStatus, FfiEngineDescription,
-    FfiFilePathError, FfiLogicalCodec, FfiPartitionedBy, FfiRecordBatchStream, FfiSchema,
-    FfiSqlTable, FfiTableFactory, FfiTableProvider,
+    FfiExecutionPlan, FfiFilePathError, FfiLogicalCodec, FfiPartitionedBy, FfiQuerySettings,
+    FfiRecordBatchStream, FfiScanRequest, FfiSchema, FfiSqlTable, FfiTableFactory,
+    FfiTableProvider,
 };
 
 /// Name of the one entry symbol (an `abi_stable` `LibHeader` static) in every engine library.
@@ -89,15 +91,35 @@ pub struct AcceleratorModule {
     /// uses it, its `shutdown` ran); `true` when they were running.
     #[sabi(missing_field(option))]
     pub stop_runtime: extern "C" fn() -> bool,
+
+    // ABI 1.3: scans that carry only what a scan needs. Through datafusion-ffi's own `scan`
+    // and `execute`, the session's settings, its table options and a runtime environment are
+    // rebuilt inside the library on every call. Older libraries are scanned that way still.
+    /// Plans a scan of `table` (one this library created) with the query's `settings`.
+    #[sabi(missing_field(option))]
+    pub scan_table: extern "C" fn(
+        table: &FfiTableProvider,
+        request: FfiScanRequest,
+        settings: FfiQuerySettings,
+    ) -> FfiFuture<RResult<FfiExecutionPlan, RString>>,
+
+    /// Executes one partition of a plan `scan_table` returned, with the query's `settings`.
+    #[sabi(missing_field(option))]
+    pub execute_scan: extern "C" fn(
+        plan: &FfiExecutionPlan,
+        partition: usize,
+        settings: FfiQuerySettings,
+    ) -> RResult<FfiRecordBatchStream, RString>,
 }
 
 impl RootModule for AcceleratorModuleRef {
     abi_stable::declare_root_module_statics! {AcceleratorModuleRef}
     const BASE_NAME: &'static str = "accel_engine";
     const NAME: &'static str = "accel_engine";
-    /// The plugin ABI major (`metadata::ABI_MAJOR`), not the crate version. Minors are
-    /// checked from the metadata record instead: `abi_stable` would refuse a library built for
-    /// an older minor, which a prefix module is designed to accept.
+    /// The plugin ABI major (`metadata::ABI_MAJOR`), not the crate version. The minor is
+    /// checked from the metadata record, before the library is opened: it must equal the
+    /// host's, because `abi_stable`'s layout check refuses a root module with fewer functions
+    /// than the host's (and the host refuses one with more).
     const VERSION_STRINGS: VersionStrings = VersionStrings::new("1.0.0");
 }
 

@@ -17,12 +17,14 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::execution::TaskContextProvider;
 use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_ffi::execution_plan::FFI_ExecutionPlan;
 use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
 use datafusion_ffi::record_batch_stream::FFI_RecordBatchStream;
 use datafusion_ffi::table_provider_factory::FFI_TableProviderFactory;
-use datafusion_proto::logical_plan::from_proto::parse_expr;
+use datafusion_proto::logical_plan::from_proto::{parse_expr, parse_exprs};
 use datafusion_proto::logical_plan::{DefaultLogicalExtensionCodec, LogicalExtensionCodec};
-use datafusion_proto::protobuf::LogicalExprNode;
+use datafusion_proto::protobuf::{LogicalExprList, LogicalExprNode};
 use prost::Message;
 
 use super::{AcceleratorModule, AcceleratorModuleRef};
@@ -32,8 +34,9 @@ use crate::boundary::plugin::{ExportedEngine, Plugin, plugin};
 use crate::boundary::table_factory::EngineTableFactory;
 use crate::boundary::types::{
     FfiAccelerationLayout, FfiAccelerationSource, FfiBootstrapStatus, FfiEngineDescription,
-    FfiFilePathError, FfiLogicalCodec, FfiParameterSpec, FfiPartitionedBy, FfiRecordBatchStream,
-    FfiSchema, FfiSqlTable, FfiTableFactory, FfiTableProvider,
+    FfiExecutionPlan, FfiFilePathError, FfiLogicalCodec, FfiParameterSpec, FfiPartitionedBy,
+    FfiQuerySettings, FfiRecordBatchStream, FfiScanRequest, FfiSchema, FfiSqlTable,
+    FfiTableFactory, FfiTableProvider,
 };
 use crate::contract::accelerator::{
     AccelerationSourceSpec, DataAccelerator, FileRelease, PartitionedBy,
@@ -54,6 +57,8 @@ pub fn root_module<E: ExportedEngine>() -> AcceleratorModuleRef {
         execute_sql: execute_sql::<E>,
         release_file: release_file::<E>,
         stop_runtime: stop_runtime::<E>,
+        scan_table: scan_table::<E>,
+        execute_scan: execute_scan::<E>,
     }
     .leak_into_prefix()
 }
@@ -263,6 +268,83 @@ extern "C" fn release_file<E: ExportedEngine>(
 extern "C" fn stop_runtime<E: ExportedEngine>() -> bool {
     // Never started: nothing to stop (and no reason to start it now).
     E::slot().started().is_some_and(Plugin::stop)
+}
+
+/// `table` came from this library's datafusion-ffi: the SDK's guard around an engine table.
+/// The filters are decoded with this library's own functions, the session is made from the
+/// host's settings once per distinct settings; the engine's `scan` runs on the plugin runtime
+/// under the guard.
+extern "C" fn scan_table<E: ExportedEngine>(
+    table: &FfiTableProvider,
+    request: FfiScanRequest,
+    settings: FfiQuerySettings,
+) -> FfiFuture<RResult<FfiExecutionPlan, RString>> {
+    let prepared = run_sync::<E, _>("scan_table", |p| {
+        let provider: Arc<dyn TableProvider> = (&table.0).into();
+        if provider.downcast_ref::<GuardedTableProvider>().is_none() {
+            return Err("the table handed to scan_table was not created by this library".into());
+        }
+        let filters = match request.filters.is_empty() {
+            true => Vec::new(),
+            false => {
+                let list = LogicalExprList::decode(request.filters.as_slice())
+                    .map_err(|e| format!("undecodable filters: {e}"))?;
+                parse_exprs(
+                    &list.expr,
+                    p.task_ctx.task_ctx().as_ref(),
+                    &DefaultLogicalExtensionCodec {},
+                )
+                .map_err(|e| format!("filters: {e}"))?
+            }
+        };
+        Ok((p, provider, filters, p.query_contexts.session(&settings)))
+    });
+    let projection: Option<Vec<usize>> = request.projection.into_option().map(RVec::into_vec);
+    let limit = request.limit.into_option();
+    async move {
+        let (p, provider, filters, session) = match prepared {
+            RResult::ROk(prepared) => prepared,
+            RResult::RErr(e) => return RResult::RErr(e),
+        };
+        // GuardedTableProvider::scan runs the engine's scan on the plugin runtime and turns a
+        // panic there into an error.
+        match provider
+            .scan(session.as_ref(), projection.as_ref(), &filters, limit)
+            .await
+        {
+            Ok(plan) => RResult::ROk(FfiExecutionPlan(FFI_ExecutionPlan::new(
+                plan,
+                Some(p.handle.clone()),
+            ))),
+            Err(e) => RResult::RErr(e.to_string().into()),
+        }
+    }
+    .into_ffi()
+}
+
+/// `plan` came from [`scan_table`] of this library: the SDK's guard around an engine plan,
+/// whose `execute` contains panics. It executes with a task context made from the host's
+/// settings once per distinct settings, inside the plugin runtime (a stream it starts polls
+/// there).
+extern "C" fn execute_scan<E: ExportedEngine>(
+    plan: &FfiExecutionPlan,
+    partition: usize,
+    settings: FfiQuerySettings,
+) -> RResult<FfiRecordBatchStream, RString> {
+    run_sync::<E, _>("execute_scan", |p| {
+        if (plan.0.library_marker_id)() != datafusion_ffi::get_library_marker_id() {
+            return Err("the plan handed to execute_scan was not made by this library".into());
+        }
+        let local: Arc<dyn ExecutionPlan> =
+            Arc::<dyn ExecutionPlan>::try_from(&plan.0).map_err(|e| e.to_string())?;
+        let task = p.query_contexts.task(&settings);
+        let _entered = p.handle.enter();
+        let stream = local.execute(partition, task).map_err(|e| e.to_string())?;
+        Ok(FfiRecordBatchStream(FFI_RecordBatchStream::new(
+            stream,
+            Some(p.handle.clone()),
+        )))
+    })
 }
 
 /// Runs synchronous engine code, turning a panic into an error.
