@@ -11,7 +11,6 @@
 //!   declares that every child must be a single partition, which is always correct.
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -72,25 +71,6 @@ pub fn labelled_stream(
     let schema = stream.schema();
     let stream = stream.map(move |batch| batch.map_err(|e| labelled(&label, e)));
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
-}
-
-/// The task context a plugin's scan executes with: the query's, without its function lists.
-/// datafusion-ffi hands a library the context's every scalar, aggregate and window function as
-/// a foreign function on each `execute` — hundreds, built and dropped per partition — which a
-/// scan, whose expressions the library bound when it planned, never looks up. (A plan with
-/// children — an insert — gets the whole context: the library executes the host's input
-/// plans with it.)
-fn without_functions(context: &TaskContext) -> Arc<TaskContext> {
-    Arc::new(TaskContext::new(
-        context.task_id(),
-        context.session_id(),
-        context.session_config().clone(),
-        HashMap::new(),
-        HashMap::new(),
-        HashMap::new(),
-        HashMap::new(),
-        context.runtime_env(),
-    ))
 }
 
 impl fmt::Debug for PluginExec {
@@ -187,11 +167,6 @@ impl ExecutionPlan for PluginExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        // a scan (no children): its expressions are bound already, see [`without_functions`]
-        let context = match self.inner.children().is_empty() {
-            true => without_functions(&context),
-            false => context,
-        };
         let Some(label) = &self.label else {
             let stream = self.inner.execute(partition, context)?;
             return Ok(keep_alive_stream(stream, Arc::clone(&self.keep_alive)));

@@ -8,7 +8,7 @@
 //! uses any more is retired (its `shutdown` called; its code stays mapped, see
 //! `library::load`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -113,6 +113,10 @@ pub struct EngineRegistry {
     /// Plugin files whose content is loaded, as they were on disk: a reload skips them without
     /// reading them again.
     known_files: Mutex<HashSet<FileIdentity>>,
+    /// Plugin files refused after they were opened, as they were on disk, with the refusal: a
+    /// reload reports it again without opening the file — an opened library stays mapped (it
+    /// is never closed), so each attempt would keep another copy of it on disk and in memory.
+    failed_loads: Mutex<HashMap<FileIdentity, LibraryRecord>>,
     /// The libraries the last pass of the pipeline refused or skipped, to explain a missing
     /// engine.
     refused: Mutex<Vec<LibraryRecord>>,
@@ -258,6 +262,25 @@ impl EngineRegistry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(identity)
+    }
+
+    /// The refusal of this file, unchanged on disk since it was opened and refused.
+    pub fn failed_load(&self, identity: &FileIdentity) -> Option<LibraryRecord> {
+        self.failed_loads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(identity)
+            .cloned()
+    }
+
+    /// Remembers that this file (when it could be read) was opened and refused.
+    pub fn remember_failed_load(&self, identity: Option<FileIdentity>, record: &LibraryRecord) {
+        if let Some(identity) = identity {
+            self.failed_loads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(identity, record.clone());
+        }
     }
 
     /// Remembers that this file (when it could be read) holds loaded content.

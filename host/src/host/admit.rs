@@ -74,8 +74,13 @@ fn admit_one(
     path: &std::path::Path,
     fingerprints: &mut Vec<Fingerprint>,
 ) -> Outcome {
-    if FileIdentity::of(path).is_some_and(|identity| registry.is_known_file(&identity)) {
-        return Outcome::Unchanged;
+    if let Some(identity) = FileIdentity::of(path) {
+        if registry.is_known_file(&identity) {
+            return Outcome::Unchanged;
+        }
+        if let Some(refused) = registry.failed_load(&identity) {
+            return Outcome::Refused(refused);
+        }
     }
     let prepared = match prepare(path, options.permission_policy) {
         Ok(prepared) => prepared,
@@ -148,14 +153,17 @@ fn load_and_register(registry: &EngineRegistry, prepared: Prepared) -> Outcome {
     let (library, engine) = match load(&prepared.checked, &prepared.copy, prepared.generation) {
         Ok(loaded) => loaded,
         Err(e) => {
-            return Outcome::Refused(LibraryRecord::new(
+            let record = LibraryRecord::new(
                 &prepared.path,
                 Some(prepared.checked.metadata.engine_name.clone()),
                 Stage::Load,
                 e.to_string(),
                 "rebuild the engine against this host's accel-plugin-api; if it fails while \
                  starting, see the engine's own message",
-            ));
+            );
+            // Not opened again until the file changes (see `EngineRegistry::failed_loads`).
+            registry.remember_failed_load(prepared.identity.clone(), &record);
+            return Outcome::Refused(record);
         }
     };
     let engine = PluginAccelerator::new(engine, Arc::new(library));

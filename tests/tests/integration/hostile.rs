@@ -370,3 +370,68 @@ async fn writing_over_a_loaded_library_in_place_does_not_bring_the_host_down() {
         vec!["| 3 |"]
     );
 }
+
+/// Private copies of the library `lib{name}.so` mapped into this process.
+fn mapped_copies(name: &str) -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let suffix = format!("-lib{name}.so");
+    let mut paths: Vec<&str> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| path.ends_with(&suffix))
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    paths.len()
+}
+
+/// A library refused after it was opened (its entry symbol is not a root module) is never
+/// closed; a reload reports the same refusal without opening the unchanged file again — each
+/// opening kept another private copy mapped — and tries it again once the file is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_refused_after_opening_is_opened_again_only_once_replaced() {
+    let plugins = plugin_dir_with_duckdb();
+    let name = format!("refusedopen{}", std::process::id());
+    let build = || {
+        fixture_library(
+            plugins.path(),
+            &name,
+            Some(&record(|m| m.engine_name = name.clone())),
+        )
+    };
+    let library = build();
+    let data = tempfile::tempdir().unwrap();
+    let host = host_with(plugins.path(), data.path());
+    let refusal = format!("lib{name}.so: reading the entry symbol");
+    assert!(
+        host.report
+            .problems
+            .iter()
+            .any(|p| p.to_string().contains(&refusal)),
+        "{:?}",
+        host.report.problems
+    );
+    assert_eq!(mapped_copies(&name), 1);
+    for round in 0..3 {
+        let report = host.reload().await;
+        assert!(
+            report.to_string().contains(&refusal),
+            "round {round}: {report}"
+        );
+    }
+    assert_eq!(
+        mapped_copies(&name),
+        1,
+        "an unchanged refused library was opened again"
+    );
+
+    std::fs::remove_file(&library).unwrap();
+    build();
+    let report = host.reload().await;
+    assert!(report.to_string().contains(&refusal), "{report}");
+    assert_eq!(
+        mapped_copies(&name),
+        2,
+        "the replaced library was not tried again"
+    );
+}
