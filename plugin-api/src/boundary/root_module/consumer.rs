@@ -5,7 +5,8 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use abi_stable::std_types::{RResult, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RString, RVec};
+use async_ffi::FfiFuture;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{TableProvider, TableProviderFactory};
@@ -25,21 +26,78 @@ use prost::Message;
 
 use super::AcceleratorModuleRef;
 use super::foreign_table::ForeignTable;
-use crate::boundary::types::{FfiAccelerationSource, FfiLogicalCodec, FfiPartitionedBy, FfiSchema};
+use crate::boundary::metadata::{ABI_MAJOR, ABI_MINOR};
+use crate::boundary::types::{
+    FfiAccelerationSource, FfiExecutionPlan, FfiLogicalCodec, FfiPartitionedBy, FfiQuerySettings,
+    FfiRecordBatchStream, FfiScanRequest, FfiSchema, FfiSqlTable, FfiTableProvider,
+};
 use crate::contract::accelerator::{
     AccelerationLayout, AccelerationSource, AccelerationSourceSpec, BootstrapStatus,
     DataAccelerator, FilePathError, FileRelease, ParameterSpec, PartitionedBy,
 };
 use crate::contract::sql_engine::{SqlEngine, SqlTable};
 
+/// The functions ABI minors appended to the root module (1.1: SQL; 1.2: `release_file`,
+/// `stop_runtime`; 1.3: scans), taken when the library is opened. A host loads libraries of its
+/// own minor only (`metadata::ABI_MINOR`), so a library without one of them is refused then.
+#[derive(Clone, Copy)]
+pub(super) struct AppendedCalls {
+    pub sql_dialect: extern "C" fn() -> ROption<RString>,
+    pub sql_table: extern "C" fn(&FfiTableProvider) -> ROption<FfiSqlTable>,
+    pub execute_sql: extern "C" fn(
+        RString,
+        RString,
+        FfiSchema,
+    ) -> FfiFuture<RResult<FfiRecordBatchStream, RString>>,
+    pub release_file: extern "C" fn(RString, u64) -> FfiFuture<RResult<u8, RString>>,
+    pub stop_runtime: extern "C" fn() -> bool,
+    pub scan_table: extern "C" fn(
+        &FfiTableProvider,
+        FfiScanRequest,
+        FfiQuerySettings,
+    ) -> FfiFuture<RResult<FfiExecutionPlan, RString>>,
+    pub execute_scan: extern "C" fn(
+        &FfiExecutionPlan,
+        usize,
+        FfiQuerySettings,
+    ) -> RResult<FfiRecordBatchStream, RString>,
+}
+
+impl AppendedCalls {
+    fn of(module: AcceleratorModuleRef) -> Result<Self, String> {
+        let missing = |name: &str| {
+            format!(
+                "the library has no `{name}` (plugin ABI {ABI_MAJOR}.{ABI_MINOR}): rebuild the \
+                 engine against this host's accel-plugin-api"
+            )
+        };
+        Ok(Self {
+            sql_dialect: module.sql_dialect().ok_or_else(|| missing("sql_dialect"))?,
+            sql_table: module.sql_table().ok_or_else(|| missing("sql_table"))?,
+            execute_sql: module.execute_sql().ok_or_else(|| missing("execute_sql"))?,
+            release_file: module
+                .release_file()
+                .ok_or_else(|| missing("release_file"))?,
+            stop_runtime: module
+                .stop_runtime()
+                .ok_or_else(|| missing("stop_runtime"))?,
+            scan_table: module.scan_table().ok_or_else(|| missing("scan_table"))?,
+            execute_scan: module
+                .execute_scan()
+                .ok_or_else(|| missing("execute_scan"))?,
+        })
+    }
+}
+
 /// An engine that lives in a loaded library, seen through its function table.
 pub struct ForeignAccelerator {
     module: AcceleratorModuleRef,
+    calls: AppendedCalls,
     name: String,
     prefix: String,
     parameters: Vec<ParameterSpec>,
     valid_file_extensions: Vec<String>,
-    /// The SQL dialect, for libraries with the SQL capability (ABI 1.1) whose engine has it.
+    /// The SQL dialect, for engines with the SQL capability.
     sql_dialect: Option<String>,
     /// Task context and session the engine's tables are created with: the logical codec that
     /// decodes pushed-down filters holds only a weak reference to it, so it lives as long as
@@ -55,25 +113,27 @@ impl std::fmt::Debug for ForeignAccelerator {
     }
 }
 
-fn engine_error(engine: &str, call: &str, message: RString) -> DataFusionError {
+pub(super) fn engine_error(engine: &str, call: &str, message: RString) -> DataFusionError {
     DataFusionError::Execution(format!("engine `{engine}` ({call}): {message}"))
 }
 
 impl ForeignAccelerator {
     /// Stops the library's runtime threads (a retired generation); `true` when they were
-    /// running. Libraries built before ABI 1.2 keep theirs.
+    /// running.
     pub fn stop_runtime(&self) -> bool {
-        self.module.stop_runtime().is_some_and(|stop| stop())
+        (self.calls.stop_runtime)()
     }
 
     /// Asks the library to describe its engine.
     pub fn new(module: AcceleratorModuleRef) -> Result<Self, String> {
+        let calls = AppendedCalls::of(module)?;
         let description = match (module.describe())() {
             RResult::ROk(d) => d,
             RResult::RErr(e) => return Err(e.into()),
         };
         Ok(Self {
             module,
+            calls,
             name: description.name.into(),
             prefix: description.prefix.into(),
             parameters: description
@@ -86,10 +146,7 @@ impl ForeignAccelerator {
                 .into_iter()
                 .map(String::from)
                 .collect(),
-            sql_dialect: module
-                .sql_dialect()
-                .and_then(|dialect| dialect().into_option())
-                .map(String::from),
+            sql_dialect: (calls.sql_dialect)().into_option().map(String::from),
             context: Arc::new(SessionContext::new()),
         })
     }
@@ -157,7 +214,7 @@ impl DataAccelerator for ForeignAccelerator {
         match created.downcast_ref::<ForeignTableProvider>() {
             Some(provider) => Ok(Arc::new(ForeignTable::new(
                 ForeignTableProvider(provider.0.clone()),
-                self.module,
+                &self.calls,
                 &self.name,
             ))),
             None => Ok(created),
@@ -208,11 +265,8 @@ impl DataAccelerator for ForeignAccelerator {
         file: &std::path::Path,
         wait: std::time::Duration,
     ) -> Result<FileRelease> {
-        let Some(release) = self.module.release_file() else {
-            return Ok(FileRelease::NotTracked);
-        };
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-        match release(file.display().to_string().into(), wait_ms).await {
+        match (self.calls.release_file)(file.display().to_string().into(), wait_ms).await {
             RResult::ROk(0) => Ok(FileRelease::Released),
             RResult::ROk(1) => Ok(FileRelease::StillOpen),
             RResult::ROk(_) => Ok(FileRelease::NotTracked),
@@ -235,7 +289,7 @@ impl SqlEngine for ForeignAccelerator {
     /// of none, are `None`).
     fn sql_table(&self, table: &dyn TableProvider) -> Option<SqlTable> {
         let table = table.downcast_ref::<ForeignTable>()?;
-        let found = (self.module.sql_table()?)(&table.ffi());
+        let found = (self.calls.sql_table)(&table.ffi());
         found.into_option().map(|t| SqlTable {
             context: t.context.into(),
             table: t.table.into(),
@@ -248,13 +302,7 @@ impl SqlEngine for ForeignAccelerator {
         sql: &str,
         schema: SchemaRef,
     ) -> Result<SendableRecordBatchStream> {
-        let execute = self.module.execute_sql().ok_or_else(|| {
-            DataFusionError::Plan(format!(
-                "engine `{}` was built for plugin ABI 1.0, which cannot run SQL statements",
-                self.name
-            ))
-        })?;
-        match execute(
+        match (self.calls.execute_sql)(
             context.into(),
             sql.into(),
             FfiSchema(WrappedSchema::from(schema)),

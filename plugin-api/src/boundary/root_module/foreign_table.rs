@@ -1,5 +1,5 @@
 //! Host side of a plugin table: datafusion-ffi's table provider, scanned through the library's
-//! own `scan_table` and `execute_scan` (ABI 1.3) where the library has them.
+//! own `scan_table` and `execute_scan` (ABI 1.3).
 //!
 //! Through datafusion-ffi's `scan` and `execute`, the library rebuilds the session's settings
 //! and table options from text and a fresh runtime environment on every call; these two carry
@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use abi_stable::std_types::{RResult, RString};
+use abi_stable::std_types::RResult;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProviderList, Session, TableProvider};
@@ -49,7 +49,7 @@ use datafusion_proto::logical_plan::to_proto::serialize_exprs;
 use datafusion_proto::protobuf::LogicalExprList;
 use prost::Message;
 
-use super::AcceleratorModuleRef;
+use super::consumer::{AppendedCalls, engine_error};
 use crate::boundary::query_settings::settings_for;
 use crate::boundary::types::{FfiExecutionPlan, FfiScanRequest, FfiTableProvider};
 
@@ -57,36 +57,34 @@ use crate::boundary::types::{FfiExecutionPlan, FfiScanRequest, FfiTableProvider}
 #[derive(Debug)]
 pub struct ForeignTable {
     provider: ForeignTableProvider,
-    /// The library's `scan_table` and `execute_scan`, when it has them.
-    scans: Option<ScanCalls>,
+    library: LibraryCalls,
 }
 
+/// The library's functions (`scan_table`, `execute_scan`), and the engine's name for their
+/// errors.
 #[derive(Clone)]
-struct ScanCalls {
-    module: AcceleratorModuleRef,
+struct LibraryCalls {
+    functions: AppendedCalls,
     engine: Arc<str>,
 }
 
-impl fmt::Debug for ScanCalls {
+impl fmt::Debug for LibraryCalls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScanCalls")
+        f.debug_struct("LibraryCalls")
             .field("engine", &self.engine)
             .finish()
     }
 }
 
-fn engine_error(engine: &str, call: &str, message: RString) -> DataFusionError {
-    DataFusionError::Execution(format!("engine `{engine}` ({call}): {message}"))
-}
-
 impl ForeignTable {
-    pub fn new(provider: ForeignTableProvider, module: AcceleratorModuleRef, engine: &str) -> Self {
-        let scans =
-            (module.scan_table().is_some() && module.execute_scan().is_some()).then(|| ScanCalls {
-                module,
+    pub(super) fn new(provider: ForeignTableProvider, calls: &AppendedCalls, engine: &str) -> Self {
+        Self {
+            provider,
+            library: LibraryCalls {
+                functions: *calls,
                 engine: engine.into(),
-            });
-        Self { provider, scans }
+            },
+        }
     }
 
     /// datafusion-ffi's provider behind this table, to hand back to the library.
@@ -126,14 +124,6 @@ impl TableProvider for ForeignTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let Some(calls) = &self.scans else {
-            let state = LeanSession::new(state);
-            return self.provider.scan(&state, projection, filters, limit).await;
-        };
-        let scan_table = calls
-            .module
-            .scan_table()
-            .expect("checked in ForeignTable::new");
         let filters = match filters.is_empty() {
             true => Vec::new(),
             false => LogicalExprList {
@@ -147,9 +137,12 @@ impl TableProvider for ForeignTable {
             limit: limit.into(),
         };
         let settings = settings_for(state.config().options());
-        match scan_table(&self.ffi(), request, settings).await {
-            RResult::ROk(plan) => Ok(Arc::new(ForeignScanExec::try_new(plan, calls.clone())?)),
-            RResult::RErr(e) => Err(engine_error(&calls.engine, "scan", e)),
+        match (self.library.functions.scan_table)(&self.ffi(), request, settings).await {
+            RResult::ROk(plan) => Ok(Arc::new(ForeignScanExec::try_new(
+                plan,
+                self.library.clone(),
+            )?)),
+            RResult::RErr(e) => Err(engine_error(&self.library.engine, "scan", e)),
         }
     }
 
@@ -171,7 +164,7 @@ pub struct ForeignScanExec {
     ffi: FfiExecutionPlan,
     /// The same plan as datafusion-ffi reads it: name, properties, metrics, statistics.
     read: ForeignExecutionPlan,
-    calls: ScanCalls,
+    library: LibraryCalls,
 }
 
 // SAFETY: `FFI_ExecutionPlan` is a handle to an `Arc<dyn ExecutionPlan>` (which is Send +
@@ -182,19 +175,19 @@ unsafe impl Send for ForeignScanExec {}
 unsafe impl Sync for ForeignScanExec {}
 
 impl ForeignScanExec {
-    fn try_new(plan: FfiExecutionPlan, calls: ScanCalls) -> Result<Self> {
+    fn try_new(plan: FfiExecutionPlan, library: LibraryCalls) -> Result<Self> {
         let read = ForeignExecutionPlan::try_from(plan.0.clone())?;
         if !read.children().is_empty() {
             return Err(DataFusionError::Execution(format!(
                 "engine `{}` (scan): its scan plan `{}` has inputs; a scan must be a leaf",
-                calls.engine,
+                library.engine,
                 read.name()
             )));
         }
         Ok(Self {
             ffi: plan,
             read,
-            calls,
+            library,
         })
     }
 }
@@ -203,7 +196,7 @@ impl fmt::Debug for ForeignScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ForeignScanExec")
             .field("plan", &self.read.name())
-            .field("engine", &self.calls.engine)
+            .field("engine", &self.library.engine)
             .finish()
     }
 }
@@ -275,14 +268,14 @@ impl ExecutionPlan for ForeignScanExec {
         let answer: FFI_Result<FFI_Option<FFI_ExecutionPlan>> = unsafe {
             (plan.repartitioned)(plan, target_partitions, FFI_ConfigOptions::from(config))
         };
-        let answer = answer
-            .into_result()
-            .map_err(|e| engine_error(&self.calls.engine, "repartitioned", e.to_string().into()))?;
+        let answer = answer.into_result().map_err(|e| {
+            engine_error(&self.library.engine, "repartitioned", e.to_string().into())
+        })?;
         match answer.into_option() {
             None => Ok(None),
             Some(plan) => Ok(Some(Arc::new(Self::try_new(
                 FfiExecutionPlan(plan),
-                self.calls.clone(),
+                self.library.clone(),
             )?))),
         }
     }
@@ -292,15 +285,10 @@ impl ExecutionPlan for ForeignScanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let execute_scan = self
-            .calls
-            .module
-            .execute_scan()
-            .expect("checked in ForeignTable::new");
         let settings = settings_for(context.session_config().options());
-        match execute_scan(&self.ffi, partition, settings) {
+        match (self.library.functions.execute_scan)(&self.ffi, partition, settings) {
             RResult::ROk(stream) => Ok(Box::pin(stream.0)),
-            RResult::RErr(e) => Err(engine_error(&self.calls.engine, "execute", e)),
+            RResult::RErr(e) => Err(engine_error(&self.library.engine, "execute", e)),
         }
     }
 
@@ -317,10 +305,10 @@ impl ExecutionPlan for ForeignScanExec {
     }
 }
 
-/// The session a library sees in datafusion-ffi's `scan` (libraries before ABI 1.3) and
-/// `insert_into`: the query's own, listing no functions. datafusion-ffi hands the library the session's every scalar, aggregate and window
-/// function as a foreign function on each call — hundreds, rebuilt per scan — which a table
-/// does not need (the filters it gets carry their functions).
+/// The session a library sees in datafusion-ffi's `insert_into`: the query's own, listing no
+/// functions. datafusion-ffi hands the library the session's every scalar, aggregate and window
+/// function as a foreign function on each call — hundreds — which an insert does not need (its
+/// input plan carries its functions).
 struct LeanSession<'a> {
     inner: &'a dyn Session,
     table_options: TableOptions,

@@ -63,8 +63,11 @@ pub struct AcceleratorModule {
     #[sabi(last_prefix_field)]
     pub shutdown: extern "C" fn() -> FfiFuture<RResult<(), RString>>,
 
-    // ABI 1.1: the optional SQL capability (`crate::SqlEngine`). Absent from libraries built
-    // for 1.0, which load as before; present but answering `None` for engines without it.
+    // Appended by later minors. The host loads libraries of its own minor only and takes
+    // these when it opens one (`consumer::AppendedCalls`), so it never finds one missing.
+
+    // ABI 1.1: the optional SQL capability (`crate::SqlEngine`), answering `None` for engines
+    // without it.
     /// The SQL dialect of the engine, or `None` when it does not run statements.
     #[sabi(missing_field(option))]
     pub sql_dialect: extern "C" fn() -> ROption<RString>,
@@ -82,7 +85,7 @@ pub struct AcceleratorModule {
     ) -> FfiFuture<RResult<FfiRecordBatchStream, RString>>,
 
     // ABI 1.2: closing a file whose tables the host dropped, before a newer generation opens
-    // it. Absent from older libraries, which the host treats as "not tracked".
+    // it.
     /// `DataAccelerator::release_file`: 0 released, 1 still open, 2 not tracked.
     #[sabi(missing_field(option))]
     pub release_file: extern "C" fn(file: RString, wait_ms: u64) -> FfiFuture<RResult<u8, RString>>,
@@ -94,7 +97,7 @@ pub struct AcceleratorModule {
 
     // ABI 1.3: scans that carry only what a scan needs. Through datafusion-ffi's own `scan`
     // and `execute`, the session's settings, its table options and a runtime environment are
-    // rebuilt inside the library on every call. Older libraries are scanned that way still.
+    // rebuilt inside the library on every call.
     /// Plans a scan of `table` (one this library created) with the query's `settings`.
     #[sabi(missing_field(option))]
     pub scan_table: extern "C" fn(
