@@ -16,12 +16,15 @@
 //!    [`source`] — a dataset's source as a table provider (depends on `config` only);
 //! 7. [`dataset`] — datasets accelerated in engines and kept fresh, status tables;
 //! 8. [`serve`] — the network front of `accel serve`: Flight SQL, HTTP, API key, metrics;
-//! 9. [`cli`] — the `accel` command line.
+//! 9. [`cluster`] — several machines: sharded datasets held by `accel worker` processes,
+//!    queried through a coordinator on datafusion-distributed;
+//! 10. [`cli`] — the `accel` command line.
 //!
 //! See `ARCHITECTURE.md` at the repository root for the path of a query and the boundary's
 //! rules.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod dataset;
 pub mod engine;

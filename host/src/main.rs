@@ -135,6 +135,21 @@ enum Command {
         /// Seconds requests in flight, then a running refresh, may take to finish at shutdown.
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         shutdown_timeout: u64,
+        /// Coordinate these `accel worker`s (host:port, comma-separated): sharded datasets
+        /// (acceleration.shards) are held by them and queried through this server.
+        #[arg(long, value_name = "ADDR,ADDR,…", value_delimiter = ',')]
+        workers: Vec<String>,
+        /// Seconds to wait at start-up for each worker to answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        worker_wait: u64,
+    },
+    /// Hold shards of sharded datasets for a coordinator (`accel serve --workers`) and run the
+    /// plan fragments it sends, until SIGTERM or Ctrl-C. Shards in file mode are stored in
+    /// --data-dir and served from there again after a restart.
+    Worker {
+        /// gRPC address to listen on (plan fragments and the coordinator's control calls).
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
     },
     /// Interactive SQL prompt with history; `\reload` loads new engine libraries, `\refresh
     /// NAME` refreshes a dataset.
@@ -203,7 +218,7 @@ fn main() -> ExitCode {
     }
     commands::init_logging(matches!(
         cli.command,
-        Command::Serve { .. } | Command::Refresh { .. }
+        Command::Serve { .. } | Command::Refresh { .. } | Command::Worker { .. }
     ));
     let config = match cli.config.as_deref().map(Config::load).transpose() {
         Ok(config) => config,
@@ -230,7 +245,25 @@ fn main() -> ExitCode {
         },
         init_timeout: Duration::from_secs(cli.init_timeout),
     };
-    let host = std::sync::Arc::new(Host::start(&options));
+    // A coordinator's session plans sharded datasets onto its workers.
+    let cluster = match &cli.command {
+        Command::Serve { workers, .. } if !workers.is_empty() => {
+            match accel_host::cluster::ClusterState::new(workers) {
+                Ok(cluster) => Some(cluster),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    let layer = cluster.clone().map(|cluster| {
+        Box::new(move |builder| {
+            accel_host::cluster::planning::coordinator_session(builder, cluster)
+        }) as accel_host::host::session::SessionLayer
+    });
+    let host = std::sync::Arc::new(Host::start_with_session(&options, layer));
     if !cli.quiet {
         for problem in &host.report.problems {
             eprintln!("warning: {problem}");
@@ -245,10 +278,12 @@ fn main() -> ExitCode {
                 | Command::Refresh { .. }
                 | Command::Serve { .. }
         );
-        let datasets = match Datasets::start(
-            std::sync::Arc::clone(&host),
-            config.as_ref().filter(|_| uses_datasets),
-        ) {
+        let config = config.as_ref().filter(|_| uses_datasets);
+        let started = match cluster {
+            Some(_) => Datasets::start_coordinating(std::sync::Arc::clone(&host), config),
+            None => Datasets::start(std::sync::Arc::clone(&host), config),
+        };
+        let datasets = match started {
             Ok(datasets) => datasets,
             Err(e) => {
                 eprintln!("error: cannot start the datasets: {e}");
@@ -285,7 +320,30 @@ fn main() -> ExitCode {
                 allow_writes,
                 watch,
                 shutdown_timeout,
+                workers: _,
+                worker_wait,
             } => {
+                let coordinator = match cluster {
+                    Some(cluster) => {
+                        match accel_host::cluster::Coordinator::start(
+                            std::sync::Arc::clone(&host),
+                            &datasets,
+                            cluster,
+                            Duration::from_secs(worker_wait),
+                        )
+                        .await
+                        {
+                            Ok(coordinator) => Some(coordinator),
+                            Err(e) => {
+                                eprintln!("error: {e}");
+                                datasets.shutdown(Duration::from_secs(60)).await;
+                                let _ = host.shutdown().await;
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    }
+                    None => None,
+                };
                 let options = accel_host::serve::ServeOptions {
                     flight,
                     http,
@@ -293,8 +351,13 @@ fn main() -> ExitCode {
                     allow_writes,
                     shutdown_timeout: Duration::from_secs(shutdown_timeout),
                 };
-                commands::serve(&host, &datasets, options, watch).await
+                let code = commands::serve(&host, &datasets, options, watch).await;
+                if let Some(coordinator) = coordinator {
+                    coordinator.stop();
+                }
+                code
             }
+            Command::Worker { listen } => commands::worker(&host, listen).await,
             Command::CheckPlugin { .. } | Command::Plugin { .. } | Command::NewEngine { .. } => {
                 unreachable!("handled before start-up")
             }

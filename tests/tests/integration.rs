@@ -4,6 +4,7 @@
 
 mod integration {
     mod cli;
+    mod cluster;
     pub mod common;
     mod datasets;
     mod duckdb_writes;

@@ -348,6 +348,42 @@ pub async fn refresh(datasets: &Datasets, name: &str) -> ExitCode {
 
 /// `accel serve`: datasets loaded and refreshed, queried over Flight SQL and HTTP, until
 /// SIGTERM or Ctrl-C; then requests in flight finish (bounded) and refreshes stop.
+/// `accel worker`: holds shards for a coordinator until SIGTERM or Ctrl-C.
+pub async fn worker(host: &Arc<Host>, listen: std::net::SocketAddr) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {listen}: {e} (choose another address with --listen ADDR)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let shards = crate::cluster::WorkerShards::new(Arc::clone(host));
+    tracing::info!(
+        engines = %host.registry.names().join(", "),
+        "worker on grpc://{bound} · SIGTERM or Ctrl-C stops"
+    );
+    let served = crate::cluster::worker::serve(Arc::clone(&shards), listener, async {
+        let stopped = stop_signal().await;
+        tracing::info!("{stopped}");
+    })
+    .await;
+    tracing::info!("stopping the shards' refreshes");
+    shards.shutdown(Duration::from_secs(60)).await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub async fn serve(
     host: &Arc<Host>,
     datasets: &Arc<Datasets>,

@@ -25,7 +25,7 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 pub use locate::{Locations, Position};
 pub use model::{
     AccelerationMode, AccelerationSpec, DatasetSpec, KeyColumns, RefreshMode, RefreshOnStartup,
-    SourceSpec, TimeFormat,
+    ShardBy, ShardPart, SourceSpec, TimeFormat, shard_table_name,
 };
 
 /// The environment variable naming the config file when `--config` is not given.
@@ -266,6 +266,9 @@ impl Config {
         {
             return problem("acceleration.refresh_sql", message);
         }
+        if let Some(message) = sharding_problem(spec, acceleration) {
+            return problem(message.0, message.1);
+        }
         if let Some(version) = &acceleration.engine_version
             && let Err(e) = semver::VersionReq::parse(version)
         {
@@ -276,6 +279,66 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// What is wrong with a dataset's `shards` / `shard_by`, as (key, message).
+fn sharding_problem(
+    spec: &DatasetSpec,
+    acceleration: &AccelerationSpec,
+) -> Option<(&'static str, String)> {
+    let Some(shards) = acceleration.shards else {
+        return acceleration.shard_by.as_ref().map(|_| {
+            (
+                "acceleration.shard_by",
+                "shard_by applies to a sharded dataset: set `shards` (how many) too".to_owned(),
+            )
+        });
+    };
+    if shards == 0 {
+        return Some((
+            "acceleration.shards",
+            "shards must be at least 1 (the number of parts the dataset is split into)".into(),
+        ));
+    }
+    let Some(by) = &acceleration.shard_by else {
+        return Some((
+            "acceleration.shard_by",
+            "a sharded dataset needs `shard_by: file` (whole source files per shard) or              `shard_by: hash(column)` (rows by a column's hash)"
+                .into(),
+        ));
+    };
+    if *by == ShardBy::File {
+        if !matches!(spec.from, SourceSpec::File { .. }) {
+            return Some((
+                "acceleration.shard_by",
+                format!(
+                    "shard_by: file splits a `file:` source by its files, but `{}` is not one;                      use shard_by: hash(column)",
+                    spec.from
+                ),
+            ));
+        }
+        if acceleration.refresh_sql.is_some() {
+            return Some((
+                "acceleration.refresh_sql",
+                "refresh_sql over a part of the files can compute something else than over                  all of them (aggregates, limits); with refresh_sql use shard_by: hash(column)"
+                    .into(),
+            ));
+        }
+    }
+    let engine = acceleration.engine.to_lowercase();
+    if let Some(key) = acceleration
+        .params
+        .keys()
+        .find(|k| k.ends_with("_file") && k.starts_with(&engine))
+    {
+        return Some((
+            "acceleration.params",
+            format!(
+                "`{key}` names one file, but each shard is stored by its worker (under the                  worker's --data-dir); remove it"
+            ),
+        ));
+    }
+    None
 }
 
 /// A refresh statement is one `SELECT` (it reads the source under the dataset's name).

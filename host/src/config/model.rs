@@ -7,8 +7,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The whole file, as read before each dataset is checked on its own.
 #[derive(Debug, Deserialize)]
@@ -35,8 +35,9 @@ pub(crate) struct RawConfig {
     pub datasets: Vec<serde_yaml::Value>,
 }
 
-/// One `datasets:` entry.
-#[derive(Debug, Clone, Deserialize)]
+/// One `datasets:` entry. Serializes back to the same keys (the coordinator sends a sharded
+/// dataset to its workers this way).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
     /// Where the data lives: `file:PATH` or `postgres:[schema.]table`.
@@ -56,10 +57,117 @@ pub struct DatasetSpec {
     pub time_format: Option<TimeFormat>,
     #[serde(default)]
     pub acceleration: Option<AccelerationSpec>,
+    /// Set on a worker only: the dataset is one shard of a sharded dataset, and `name` is
+    /// the shard's table name.
+    #[serde(skip)]
+    pub shard: Option<ShardPart>,
+}
+
+impl DatasetSpec {
+    /// The name the source is read under (by `refresh_sql`, in errors): the dataset's own
+    /// name, also for one of its shards.
+    pub fn source_name(&self) -> &str {
+        match &self.shard {
+            Some(part) => &part.dataset,
+            None => &self.name,
+        }
+    }
+
+    /// How the dataset is split over workers, when it is.
+    pub fn sharding(&self) -> Option<(u32, &ShardBy)> {
+        let acceleration = self.acceleration.as_ref().filter(|a| a.enabled)?;
+        Some((acceleration.shards?, acceleration.shard_by.as_ref()?))
+    }
+
+    /// Shard `index` of this sharded dataset, as the worker holding it accelerates it: a
+    /// table of its own name that reads only the shard's part of the source.
+    pub fn shard(&self, index: u32) -> Option<DatasetSpec> {
+        let (count, by) = self.sharding()?;
+        let mut part = self.clone();
+        part.name = shard_table_name(&self.name, index, count);
+        part.shard = Some(ShardPart {
+            dataset: self.name.clone(),
+            index,
+            count,
+            by: by.clone(),
+        });
+        Some(part)
+    }
+}
+
+/// The table name shard `index` of `count` of `dataset` has on the worker holding it.
+pub fn shard_table_name(dataset: &str, index: u32, count: u32) -> String {
+    format!("{dataset}__shard{index}of{count}")
+}
+
+/// Which part of a sharded dataset's source one shard holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardPart {
+    /// The sharded dataset's name.
+    pub dataset: String,
+    pub index: u32,
+    pub count: u32,
+    pub by: ShardBy,
+}
+
+/// How a sharded dataset's rows are split: `file` or `hash(column)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardBy {
+    /// Whole source files: each file belongs to one shard, chosen by a hash of its path.
+    File,
+    /// Rows, by a hash of one column's value.
+    Hash { column: String },
+}
+
+impl fmt::Display for ShardBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File => f.write_str("file"),
+            Self::Hash { column } => write!(f, "hash({column})"),
+        }
+    }
+}
+
+impl std::str::FromStr for ShardBy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let trimmed = text.trim();
+        if trimmed == "file" {
+            return Ok(Self::File);
+        }
+        let column = trimmed
+            .strip_prefix("hash(")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .map(str::trim)
+            .filter(|c| !c.is_empty());
+        match column {
+            Some(column) => Ok(Self::Hash {
+                column: column.to_owned(),
+            }),
+            None => Err(format!(
+                "`{text}` is not a way to shard; expected `file` or `hash(column)`"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ShardBy {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(de::Error::custom)
+    }
+}
+
+impl Serialize for ShardBy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// The `acceleration:` block of a dataset.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccelerationSpec {
     #[serde(default = "enabled_by_default")]
@@ -77,22 +185,38 @@ pub struct AccelerationSpec {
     pub engine_version: Option<String>,
     #[serde(default)]
     pub refresh_mode: RefreshMode,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(
+        default,
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub refresh_check_interval: Option<Duration>,
     /// A `SELECT … FROM <dataset name> …` run on the source to fill the acceleration.
     #[serde(default)]
     pub refresh_sql: Option<String>,
     /// Only rows whose time column is within this long before now are loaded.
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(
+        default,
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub refresh_data_window: Option<Duration>,
     /// Append refreshes re-read this long before the newest row held, dropping rows already held.
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(
+        default,
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub refresh_append_overlap: Option<Duration>,
     #[serde(default = "enabled_by_default")]
     pub refresh_retry_enabled: bool,
     #[serde(default)]
     pub refresh_retry_max_attempts: Option<u32>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(
+        default,
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub refresh_jitter_max: Option<Duration>,
     #[serde(default)]
     pub refresh_on_startup: RefreshOnStartup,
@@ -108,6 +232,13 @@ pub struct AccelerationSpec {
     /// Columns the engine partitions the table by.
     #[serde(default)]
     pub partition_by: Vec<String>,
+    /// Split the dataset into this many shards, each accelerated by one worker of
+    /// `accel serve --workers` (needs `shard_by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// How rows are split between shards: `file` or `hash(column)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_by: Option<ShardBy>,
 }
 
 fn enabled_by_default() -> bool {
@@ -182,6 +313,12 @@ impl std::str::FromStr for SourceSpec {
     }
 }
 
+impl Serialize for SourceSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for SourceSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
@@ -190,7 +327,7 @@ impl<'de> Deserialize<'de> for SourceSpec {
 }
 
 /// How a time column's values are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeFormat {
     /// A timestamp or date column.
@@ -206,7 +343,7 @@ pub enum TimeFormat {
     Iso8601,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccelerationMode {
     #[default]
@@ -214,7 +351,7 @@ pub enum AccelerationMode {
     File,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefreshMode {
     /// Each refresh replaces every row with the source's rows.
@@ -233,7 +370,7 @@ impl fmt::Display for RefreshMode {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefreshOnStartup {
     /// A file-mode dataset whose last refresh was recorded (with the same definition) is
@@ -255,6 +392,12 @@ impl KeyColumns {
             [one] => one.clone(),
             many => format!("({})", many.join(",")),
         }
+    }
+}
+
+impl Serialize for KeyColumns {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 
@@ -301,6 +444,17 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duratio
         )));
     }
     Ok(Some(parsed))
+}
+
+/// A duration as [`duration`] reads it back.
+fn duration_text<S: Serializer>(
+    value: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(duration) => serializer.collect_str(&humantime::format_duration(*duration)),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// A map whose values may be written as strings, numbers or booleans, read as text.

@@ -85,7 +85,7 @@ impl Dataset {
             .clone()
     }
 
-    pub(crate) fn update(&self, change: impl FnOnce(&mut DatasetStatus)) {
+    pub fn update(&self, change: impl FnOnce(&mut DatasetStatus)) {
         change(&mut self.status.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
@@ -110,6 +110,16 @@ impl Dataset {
             return Err(format!(
                 "dataset `{}` is not accelerated (no enabled acceleration block): its queries \
                  read the source directly, there is nothing to refresh",
+                self.name
+            ));
+        }
+        if let Ok(spec) = &self.spec
+            && let Some((shards, _)) = spec.sharding()
+        {
+            return Err(format!(
+                "dataset `{}` is split into {shards} shards held by workers, each of which \
+                 refreshes its shard on the dataset's refresh_check_interval; a refresh on \
+                 request is not sent to workers",
                 self.name
             ));
         }
@@ -156,30 +166,76 @@ pub struct Datasets {
 impl Datasets {
     /// Registers the system tables, checks each dataset's engine, and starts one task per
     /// dataset (which loads it). Returns at once: [`Self::wait_loaded`] waits for the loads.
+    /// A sharded dataset is refused here: only a coordinator ([`Self::start_coordinating`])
+    /// serves one.
     pub fn start(host: Arc<Host>, config: Option<&Config>) -> Result<Arc<Self>> {
-        let (stop, _) = watch::channel(false);
+        Self::start_from_config(host, config, false)
+    }
+
+    /// As [`Self::start`], for a coordinator of workers: sharded datasets get no task here
+    /// (their shards are loaded by the workers); they stay `initializing` until the
+    /// coordinator updates their status.
+    pub fn start_coordinating(host: Arc<Host>, config: Option<&Config>) -> Result<Arc<Self>> {
+        Self::start_from_config(host, config, true)
+    }
+
+    fn start_from_config(
+        host: Arc<Host>,
+        config: Option<&Config>,
+        coordinating: bool,
+    ) -> Result<Arc<Self>> {
         let mut all = Vec::new();
         for entry in config.map(|c| c.datasets.as_slice()).unwrap_or_default() {
+            let config = config.expect("entries come from it");
             let spec = entry.spec.clone().and_then(|spec| {
-                check_engine(
-                    &host,
-                    config.expect("entries come from it"),
-                    entry.index,
-                    spec,
-                )
+                let spec = check_engine(&host, config, entry.index, spec)?;
+                match spec.sharding() {
+                    Some((shards, _)) if !coordinating => Err(config.problem(
+                        entry.index,
+                        "acceleration.shards",
+                        format!(
+                            "dataset `{}` is split into {shards} shards, which workers hold: \
+                             serve it with `accel serve --workers ADDR,…` (see `accel worker`), \
+                             or remove `shards` and `shard_by`",
+                            spec.name
+                        ),
+                    )),
+                    _ => Ok(spec),
+                }
             });
             all.push(Arc::new(Dataset::new(entry.name.clone(), spec)));
         }
+        let datasets = Self::start_tasks(&host, all, |spec| spec.sharding().is_none());
+        system_tables::register(host.context(), &datasets, &host)?;
+        Ok(datasets)
+    }
+
+    /// Starts datasets given directly (a worker's shards, each a dataset of its own): no
+    /// system tables, no config file.
+    pub fn start_specs(host: Arc<Host>, specs: Vec<DatasetSpec>) -> Arc<Self> {
+        let all = specs
+            .into_iter()
+            .map(|spec| Arc::new(Dataset::new(spec.name.clone(), Ok(spec))))
+            .collect();
+        Self::start_tasks(&host, all, |_| true)
+    }
+
+    /// One task for each dataset that was read and that `runs_here` accepts.
+    fn start_tasks(
+        host: &Arc<Host>,
+        all: Vec<Arc<Dataset>>,
+        runs_here: impl Fn(&DatasetSpec) -> bool,
+    ) -> Arc<Self> {
+        let (stop, _) = watch::channel(false);
         let datasets = Arc::new(Self {
-            host: Arc::clone(&host),
+            host: Arc::clone(host),
             all,
             stop,
             tasks: Mutex::default(),
         });
-        system_tables::register(host.context(), &datasets, &host)?;
         let mut tasks = Vec::new();
         for dataset in &datasets.all {
-            if dataset.spec.is_err() {
+            if !dataset.spec.as_ref().is_ok_and(&runs_here) {
                 continue;
             }
             let wake = dataset
@@ -190,13 +246,13 @@ impl Datasets {
             let Some(wake) = wake else { continue };
             tasks.push(tokio::spawn(schedule::run(
                 Arc::clone(dataset),
-                Arc::clone(&host),
+                Arc::clone(host),
                 datasets.stop.subscribe(),
                 wake,
             )));
         }
         *datasets.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
-        Ok(datasets)
+        datasets
     }
 
     pub fn all(&self) -> &[Arc<Dataset>] {

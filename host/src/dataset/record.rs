@@ -60,6 +60,12 @@ pub fn definition_digest(spec: &DatasetSpec) -> String {
         acceleration.and_then(|a| a.primary_key.as_ref()),
         acceleration.map(|a| &a.partition_by),
     );
+    // A shard's part of the source decides its rows too (absent for other datasets, whose
+    // digests stay as they were).
+    let text = match &spec.shard {
+        Some(part) => format!("{text}\nshard={}/{} by {}", part.index, part.count, part.by),
+        None => text,
+    };
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -69,18 +69,18 @@ pub fn source_session() -> SessionContext {
 /// data window. The source is registered in `session` under the dataset's name.
 pub async fn source_rows(spec: &DatasetSpec, session: &SessionContext) -> Result<DataFrame> {
     let provider = source::open(spec, &session.state()).await?;
-    session.register_table(TableReference::bare(spec.name.as_str()), provider)?;
+    let source_name = spec.source_name();
+    session.register_table(TableReference::bare(source_name), provider)?;
     let acceleration = spec.acceleration.as_ref();
     let mut rows = match acceleration.and_then(|a| a.refresh_sql.as_deref()) {
         Some(sql) => session.sql(sql).await.map_err(|e| {
-            DataFusionError::Plan(format!("dataset `{}`: refresh_sql: {e}", spec.name))
+            DataFusionError::Plan(format!("dataset `{source_name}`: refresh_sql: {e}"))
         })?,
-        None => {
-            session
-                .table(TableReference::bare(spec.name.as_str()))
-                .await?
-        }
+        None => session.table(TableReference::bare(source_name)).await?,
     };
+    if let Some(part) = &spec.shard {
+        rows = source::shard::keep_shard_rows(rows, part)?;
+    }
     if let (Some(window), Some(column)) = (
         acceleration.and_then(|a| a.refresh_data_window),
         spec.time_column.as_deref(),

@@ -105,6 +105,11 @@ pub struct Host {
 impl Host {
     /// Runs the pipeline and builds the session.
     pub fn start(options: &HostOptions) -> Self {
+        Self::start_with_session(options, None)
+    }
+
+    /// As [`Self::start`], with `layer` applied to the session last.
+    pub fn start_with_session(options: &HostOptions, layer: Option<session::SessionLayer>) -> Self {
         let registry = Arc::new(EngineRegistry::with_builtins());
         let admitted = admit_libraries(&registry, options);
         registry.set_refused(admitted.records.clone());
@@ -113,7 +118,7 @@ impl Host {
             options.data_dir.clone(),
             options.init_timeout,
         ));
-        let context = session_context(&tables);
+        let context = session_context(&tables, layer);
         let report = StartupReport {
             searched: admitted.searched,
             loaded: admitted

@@ -14,8 +14,12 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::federation::{self, FederationSwitch};
 use crate::table::factory::{EngineTables, factory};
 
-/// Builds a session with one table factory per engine name.
-pub fn session_context(tables: &Arc<EngineTables>) -> SessionContext {
+/// A change to the session a host builds, applied last (a coordinator of workers adds
+/// distributed planning: `crate::cluster::planning`).
+pub type SessionLayer = Box<dyn FnOnce(SessionStateBuilder) -> SessionStateBuilder + Send>;
+
+/// Builds a session with one table factory per engine name, then `layer`.
+pub fn session_context(tables: &Arc<EngineTables>, layer: Option<SessionLayer>) -> SessionContext {
     let switch = Arc::new(FederationSwitch::default());
     let config = SessionConfig::new()
         .with_information_schema(true)
@@ -30,6 +34,9 @@ pub fn session_context(tables: &Arc<EngineTables>) -> SessionContext {
     let factories = builder.table_factories().get_or_insert_with(HashMap::new);
     for name in tables.registry.names() {
         factories.insert(name.to_uppercase(), factory(tables, &name));
+    }
+    if let Some(layer) = layer {
+        builder = layer(builder);
     }
     SessionContext::new_with_state(builder.build())
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
@@ -14,6 +15,9 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::{DataFusionError, Result};
+use futures::TryStreamExt;
+
+use super::shard::shard_of_file;
 
 /// The params a file source understands.
 pub const PARAMS: &[&str] = &[
@@ -51,11 +55,13 @@ impl Format {
     }
 }
 
-/// A listing table over `path`.
+/// A listing table over `path`; with `shard` = (index, count), over only the files of that
+/// shard (`shard_by: file`), with the schema of all of them.
 pub async fn open(
     path: &str,
     params: &BTreeMap<String, String>,
     state: &dyn Session,
+    shard: Option<(u32, u32)>,
 ) -> Result<Arc<dyn TableProvider>> {
     for key in params.keys() {
         if !PARAMS.contains(&key.as_str()) {
@@ -96,10 +102,46 @@ pub async fn open(
             "file source `{path}`: cannot read a schema from its files: {e}"
         ))
     })?;
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(schema);
+    let config = match shard {
+        None => ListingTableConfig::new(url),
+        Some((index, count)) => {
+            let files = files_of_shard(&url, extension, state, index, count).await?;
+            if files.is_empty() {
+                return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+            }
+            ListingTableConfig::new_with_multi_paths(files)
+        }
+    };
+    let config = config.with_listing_options(options).with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// The files under `url` that belong to shard `index` of `count`, by their listed paths.
+async fn files_of_shard(
+    url: &ListingTableUrl,
+    extension: &str,
+    state: &dyn Session,
+    index: u32,
+    count: u32,
+) -> Result<Vec<ListingTableUrl>> {
+    let store = state.runtime_env().object_store(url)?;
+    let listed: Vec<_> = url
+        .list_all_files(state, store.as_ref(), extension)
+        .await?
+        .try_collect()
+        .await?;
+    let base = url.object_store();
+    let mut files = Vec::new();
+    for file in listed {
+        if shard_of_file(file.location.as_ref(), count) == index {
+            files.push(ListingTableUrl::parse(format!(
+                "{}{}",
+                base.as_str(),
+                file.location
+            ))?);
+        }
+    }
+    Ok(files)
 }
 
 fn extension_format(path: &str) -> Option<Format> {
