@@ -180,3 +180,98 @@ fn a_file_that_is_not_yaml_or_has_a_bad_top_level_is_one_error() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_sharded_dataset_reads_and_crosses_to_a_worker_unchanged() {
+    let config = parse(
+        "datasets:
+  - from: file:events/
+    name: events
+    time_column: ts
+    acceleration:
+      engine: duckdb
+      mode: file
+      shards: 3
+      shard_by: hash(user_id)
+      refresh_check_interval: 90s
+      refresh_mode: append
+      primary_key: (id, ts)
+",
+    );
+    let spec = config.datasets[0].spec.clone().unwrap();
+    let (count, by) = spec.sharding().unwrap();
+    assert_eq!(
+        (count, by),
+        (
+            3,
+            &ShardBy::Hash {
+                column: "user_id".into()
+            }
+        )
+    );
+    // What the coordinator sends is what the worker reads back.
+    let sent = serde_json::to_string(&spec).unwrap();
+    let received: DatasetSpec = serde_json::from_str(&sent).unwrap();
+    assert_eq!(format!("{received:?}"), format!("{spec:?}"));
+    // Shard 2 reads its part of the source under the dataset's name, into its own table.
+    let shard = spec.shard(2).unwrap();
+    assert_eq!(shard.name, "events__shard2of3");
+    assert_eq!(shard.source_name(), "events");
+    assert_eq!(shard.shard.as_ref().map(|p| (p.index, p.count)), Some((2, 3)));
+}
+
+#[test]
+fn sharding_settings_that_cannot_work_are_refused_at_their_key() {
+    let with = |acceleration: &str, from: &str| {
+        format!("datasets:\n  - from: {from}\n    name: t\n    acceleration:\n{acceleration}")
+    };
+    let cases = [
+        (
+            with("      shards: 2\n", "file:t/"),
+            "datasets[0].acceleration.shard_by",
+            "shard_by: file",
+        ),
+        (
+            with("      shard_by: file\n", "file:t/"),
+            "datasets[0].acceleration.shard_by",
+            "set `shards`",
+        ),
+        (
+            with("      shards: 0\n      shard_by: file\n", "file:t/"),
+            "datasets[0].acceleration.shards",
+            "at least 1",
+        ),
+        (
+            with("      shards: 2\n      shard_by: file\n", "postgres:public.t"),
+            "datasets[0].acceleration.shard_by",
+            "use shard_by: hash(column)",
+        ),
+        (
+            with(
+                "      shards: 2\n      shard_by: file\n      refresh_sql: SELECT * FROM t LIMIT 5\n",
+                "file:t/",
+            ),
+            "datasets[0].acceleration.refresh_sql",
+            "over a part of the files",
+        ),
+        (
+            with(
+                "      engine: duckdb\n      shards: 2\n      shard_by: hash(id)\n      params:\n        duckdb_file: one.duckdb\n",
+                "file:t/",
+            ),
+            "datasets[0].acceleration.params",
+            "--data-dir",
+        ),
+        (
+            with("      shards: 2\n      shard_by: hash()\n", "file:t/"),
+            "datasets[0].acceleration.shard_by",
+            "expected `file` or `hash(column)`",
+        ),
+    ];
+    for (text, key, message) in cases {
+        let problem = problem(&text);
+        assert_eq!(problem.key, key, "{text}");
+        assert!(problem.message.contains(message), "{text}: {problem}");
+        assert!(problem.position.is_some(), "{text}: located in the file");
+    }
+}
