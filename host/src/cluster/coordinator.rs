@@ -415,10 +415,20 @@ async fn assign(
 
 /// A sharded dataset as a table of the coordinator: its scans are [`ShardScanExec`]s.
 #[derive(Debug)]
-struct ShardedTable {
+pub struct ShardedTable {
     dataset: String,
     schema: SchemaRef,
     shards: Arc<[ShardPlacement]>,
+}
+
+impl ShardedTable {
+    pub fn dataset(&self) -> &str {
+        &self.dataset
+    }
+
+    pub fn shards(&self) -> Arc<[ShardPlacement]> {
+        Arc::clone(&self.shards)
+    }
 }
 
 #[async_trait]

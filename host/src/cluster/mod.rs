@@ -7,7 +7,10 @@
 //!   services (plan fragments, control);
 //! - [`coordinator`] — placement of shards on workers, the watch over workers, the sharded
 //!   datasets as tables of the coordinator's session;
-//! - [`shard_scan`] — the plan node that scans a sharded dataset, and its codec;
+//! - [`shard_scan`] — the plan node that scans a sharded dataset (or runs a plan over each
+//!   shard), and its codec;
+//! - [`partial_aggregate`] — aggregates split into a partial one inside each shard's engine
+//!   and a final one on the coordinator;
 //! - [`planning`] — the coordinator session's distributed planning: where plans are cut,
 //!   where tasks go;
 //! - [`channel`] — connections to workers whose errors name the worker.
@@ -18,6 +21,7 @@
 
 pub mod channel;
 pub mod coordinator;
+pub mod partial_aggregate;
 pub mod planning;
 pub mod protocol;
 pub mod shard_scan;

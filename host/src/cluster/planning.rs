@@ -38,6 +38,7 @@ use datafusion_distributed::{
 
 use super::channel::NamingChannelResolver;
 use super::coordinator::ClusterState;
+use super::partial_aggregate::ShardAggregateRule;
 use super::shard_scan::{ShardScanCodec, ShardScanExec};
 
 /// Installs distributed planning for sharded datasets on a coordinator's session.
@@ -47,6 +48,7 @@ pub fn coordinator_session(
 ) -> SessionStateBuilder {
     let routing = Arc::clone(&cluster);
     let mut builder = builder
+        .with_optimizer_rule(Arc::new(ShardAggregateRule))
         .with_physical_optimizer_rule(Arc::new(ShardBoundaryRule))
         .with_distributed_worker_resolver(WorkerList(Arc::clone(&cluster)))
         .with_distributed_channel_resolver(NamingChannelResolver::default())

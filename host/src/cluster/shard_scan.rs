@@ -12,13 +12,16 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
@@ -34,6 +37,7 @@ use prost::Message;
 use url::Url;
 
 use super::worker::WorkerShards;
+use crate::table::managed::with_query_guards;
 
 /// Where one shard lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +49,15 @@ pub struct ShardPlacement {
     pub table: String,
 }
 
+/// A logical plan over one shard's table, as it crosses to the worker (datafusion-proto bytes,
+/// the table encoded by [`super::partial_aggregate::ShardTableCodec`]), with its text for
+/// EXPLAIN.
+#[derive(Debug, Clone)]
+pub struct ShardQuery {
+    pub plan: Arc<[u8]>,
+    pub text: String,
+}
+
 /// The scan of a sharded dataset (see the module doc).
 #[derive(Debug, Clone)]
 pub struct ShardScanExec {
@@ -53,11 +66,16 @@ pub struct ShardScanExec {
     projection: Option<Vec<usize>>,
     filters: Vec<Expr>,
     limit: Option<usize>,
+    /// Instead of the shard's rows, the rows of this plan over the shard's table (a partial
+    /// aggregate, see [`super::partial_aggregate`]); `projection` then picks its columns.
+    query: Option<ShardQuery>,
     /// The projected schema.
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     /// The worker's shards, once decoded on a worker.
     held: Option<Arc<WorkerShards>>,
+    /// Rows out and statements run by the engine (EXPLAIN ANALYZE shows the workers').
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl ShardScanExec {
@@ -81,10 +99,18 @@ impl ShardScanExec {
             projection,
             filters,
             limit,
+            query: None,
             schema,
             properties,
             held: None,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// Runs `query` over each shard's table instead of scanning it.
+    pub fn with_query(mut self, query: ShardQuery) -> Self {
+        self.query = Some(query);
+        self
     }
 
     /// How many tasks run it: one per shard, and at least two — a stage of one task would
@@ -127,6 +153,9 @@ impl DisplayAs for ShardScanExec {
             )?;
         }
         f.write_str("]")?;
+        if let Some(query) = &self.query {
+            write!(f, ", in each shard's engine: {}", query.text)?;
+        }
         if let Some(projection) = &self.projection {
             let names: Vec<&str> = self
                 .schema
@@ -180,6 +209,10 @@ impl ExecutionPlan for ShardScanExec {
         }
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -205,19 +238,40 @@ impl ExecutionPlan for ShardScanExec {
                 futures::stream::empty(),
             )));
         };
-        let (dataset, projection, filters, limit) = (
+        let (dataset, projection, filters, limit, query) = (
             self.dataset.clone(),
             self.projection.clone(),
             self.filters.clone(),
             self.limit,
+            self.query.clone(),
         );
         let expected = Arc::clone(&schema);
+        let statements = MetricBuilder::new(&self.metrics).global_counter("engine_statements");
+        let output_rows = MetricBuilder::new(&self.metrics).output_rows(partition);
         let rows = futures::stream::once(async move {
             let table = held.table(&dataset, &shard).await?;
             let session = held.session();
-            let plan = table
-                .scan(&session, projection.as_ref(), &filters, limit)
-                .await?;
+            let plan = match query {
+                None => {
+                    table
+                        .scan(&session, projection.as_ref(), &filters, limit)
+                        .await?
+                }
+                Some(query) => {
+                    let codec = super::partial_aggregate::ShardTableCodec::decoding(table);
+                    let logical =
+                        datafusion_proto::bytes::logical_plan_from_bytes_with_extension_codec(
+                            &query.plan,
+                            session.task_ctx().as_ref(),
+                            &codec,
+                        )?;
+                    let plan = with_query_guards(session.create_physical_plan(&logical)).await?;
+                    match &projection {
+                        Some(columns) => project(plan, columns)?,
+                        None => plan,
+                    }
+                }
+            };
             let found = plan.schema();
             let same = found.fields().len() == expected.fields().len()
                 && found
@@ -233,6 +287,12 @@ impl ExecutionPlan for ShardScanExec {
                     shard.index, shard.worker
                 )));
             }
+            plan.apply(|node| {
+                if node.name() == "EngineQueryExec" {
+                    statements.add(1);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
             let plan: Arc<dyn ExecutionPlan> = match plan.output_partitioning().partition_count() {
                 1 => plan,
                 _ => Arc::new(CoalescePartitionsExec::new(plan)),
@@ -243,6 +303,7 @@ impl ExecutionPlan for ShardScanExec {
         .map(move |batch| {
             // The coordinator's field names (the engine may spell them otherwise).
             batch.and_then(|b| {
+                output_rows.add(b.num_rows());
                 let rows = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
                 RecordBatch::try_new_with_options(Arc::clone(&schema), b.columns().to_vec(), &rows)
                     .map_err(Into::into)
@@ -253,6 +314,22 @@ impl ExecutionPlan for ShardScanExec {
             rows,
         )))
     }
+}
+
+/// `plan`'s columns at `columns`.
+fn project(plan: Arc<dyn ExecutionPlan>, columns: &[usize]) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = plan.schema();
+    let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = columns
+        .iter()
+        .map(|i| {
+            let field = schema.field(*i);
+            (
+                Arc::new(Column::new(field.name(), *i)) as Arc<dyn PhysicalExpr>,
+                field.name().clone(),
+            )
+        })
+        .collect();
+    Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
 }
 
 /// A [`ShardScanExec`] as it crosses to a worker.
@@ -272,6 +349,10 @@ struct ShardScanProto {
     limit: Option<u64>,
     #[prost(message, optional, tag = "7")]
     schema: Option<protobuf::Schema>,
+    #[prost(bytes = "vec", optional, tag = "8")]
+    query: Option<Vec<u8>>,
+    #[prost(string, tag = "9")]
+    query_text: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -356,6 +437,12 @@ impl PhysicalExtensionCodec for ShardScanCodec {
             proto.limit.map(|l| l as usize),
             schema,
         );
+        if let Some(plan) = proto.query {
+            scan.query = Some(ShardQuery {
+                plan: plan.into(),
+                text: proto.query_text,
+            });
+        }
         scan.held = Some(Arc::clone(held));
         Ok(Arc::new(scan))
     }
@@ -398,6 +485,12 @@ impl PhysicalExtensionCodec for ShardScanCodec {
                 .transpose()?,
             limit: scan.limit.map(|l| l as u64),
             schema: Some(scan.schema.as_ref().try_into()?),
+            query: scan.query.as_ref().map(|q| q.plan.to_vec()),
+            query_text: scan
+                .query
+                .as_ref()
+                .map(|q| q.text.clone())
+                .unwrap_or_default(),
         };
         proto
             .encode(buf)

@@ -217,7 +217,10 @@ fn a_sharded_dataset_reads_and_crosses_to_a_worker_unchanged() {
     let shard = spec.shard(2).unwrap();
     assert_eq!(shard.name, "events__shard2of3");
     assert_eq!(shard.source_name(), "events");
-    assert_eq!(shard.shard.as_ref().map(|p| (p.index, p.count)), Some((2, 3)));
+    assert_eq!(
+        shard.shard.as_ref().map(|p| (p.index, p.count)),
+        Some((2, 3))
+    );
 }
 
 #[test]
@@ -242,7 +245,10 @@ fn sharding_settings_that_cannot_work_are_refused_at_their_key() {
             "at least 1",
         ),
         (
-            with("      shards: 2\n      shard_by: file\n", "postgres:public.t"),
+            with(
+                "      shards: 2\n      shard_by: file\n",
+                "postgres:public.t",
+            ),
             "datasets[0].acceleration.shard_by",
             "use shard_by: hash(column)",
         ),

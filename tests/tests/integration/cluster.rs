@@ -214,6 +214,10 @@ const EDGE_QUERIES: &[&str] = &[
     "SELECT id FROM {t} WHERE ts < TIMESTAMP '0100-01-01 00:00:00' OR ts > TIMESTAMP '9000-01-01 00:00:00'",
     "SELECT s, count(*), min(f), max(v), sum(id) FROM {t} GROUP BY s",
     "SELECT v, count(*), max(s) FROM {t} GROUP BY v HAVING count(*) > 1",
+    "SELECT s, count(*), count(f), sum(v), min(ts), max(id) FROM {t} WHERE id > 3 GROUP BY s",
+    "SELECT count(*), count(s), sum(v), min(s), max(f) FROM {t} WHERE id < 0",
+    "SELECT s, count(*) FROM {t} WHERE id < 0 GROUP BY s",
+    "SELECT v % 3 AS m, sum(id), min(v) FROM {t} WHERE id > 3 GROUP BY v % 3",
     "SELECT id, f FROM {t} ORDER BY f DESC NULLS LAST, id LIMIT 7",
     "SELECT id, s FROM {t} ORDER BY s NULLS FIRST, id LIMIT 5",
     "SELECT id FROM {t} WHERE id BETWEEN 95 AND 120 ORDER BY id LIMIT 4",
@@ -306,6 +310,20 @@ async fn sharded_datasets_on_three_workers_answer_as_datafusion_on_the_same_file
         plan.contains("NetworkCoalesceExec") && plan.contains("mode=Partial"),
         "partial aggregates run on the workers:\n{plan}"
     );
+    // Aggregates that split into partial and final ones run their partial part inside each
+    // shard's engine: one DuckDB statement per shard (the workers' metrics come back).
+    let query = "SELECT v, count(*), sum(id), max(s) FROM edges_duckdb WHERE id > 3 GROUP BY v";
+    let plan = super::federation::explain(&coordinator.host, query).await;
+    assert!(plan.contains("in each shard's engine: Aggregate"), "{plan}");
+    let analyzed = super::common::rows(
+        &coordinator
+            .host
+            .sql(&format!("EXPLAIN ANALYZE {query}"))
+            .await
+            .unwrap(),
+    )
+    .join("\n");
+    assert!(analyzed.contains("engine_statements=3"), "{analyzed}");
     // A query without a sharded dataset is not distributed.
     let local =
         super::federation::explain(&coordinator.host, "SELECT count(*) FROM edges_local").await;
