@@ -8,7 +8,8 @@
 //! lacks (a restarted worker; its file-mode shards are served from their files, not
 //! reloaded), registers a sharded dataset once every shard has loaded, and keeps each
 //! dataset's status (rows summed over shards; a failed shard or a worker that is down makes
-//! it `error`, naming the worker).
+//! it `error`, naming the worker). A refresh requested on the coordinator (HTTP, `accel
+//! refresh`) refreshes every shard on its worker at once and adds up their summaries.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -25,13 +26,15 @@ use futures::TryStreamExt;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::protocol::{self, ASSIGN, DESCRIBE, ShardAssignment, WorkerDescription};
+use super::protocol::{
+    self, ASSIGN, DESCRIBE, REFRESH, RefreshShard, ShardAssignment, WorkerDescription,
+};
 use super::shard_scan::{ShardPlacement, ShardScanExec};
 use super::worker::engine_versions;
 use crate::Host;
 use crate::config::{DatasetSpec, shard_table_name};
 use crate::dataset::refresh::accelerated_schema;
-use crate::dataset::{Dataset, DatasetState, Datasets, plain_message};
+use crate::dataset::{Dataset, DatasetState, Datasets, RefreshSummary, plain_message};
 
 /// How often the coordinator describes each worker.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -159,6 +162,10 @@ impl Coordinator {
                     }
                 })
                 .collect();
+            let refreshed = Arc::clone(&shards);
+            dataset.refresh_remotely_with(Arc::new(move || {
+                Box::pin(refresh_shards(Arc::clone(&refreshed)))
+            }));
             sharded.push(Sharded {
                 dataset: Arc::clone(dataset),
                 spec: spec.clone(),
@@ -372,18 +379,17 @@ async fn client(url: &Url) -> std::result::Result<FlightClient, String> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())
         .map_err(|e| e.to_string())?
         .connect_timeout(DESCRIBE_TIMEOUT)
-        .timeout(Duration::from_secs(120))
         .connect()
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     Ok(FlightClient::new(channel))
 }
 
-async fn action(
+async fn action<T: serde::de::DeserializeOwned>(
     url: &Url,
     kind: &str,
     body: Vec<u8>,
-) -> std::result::Result<WorkerDescription, String> {
+) -> std::result::Result<T, String> {
     let mut client = client(url).await?;
     let answers: Vec<_> = client
         .do_action(Action::new(kind, body))
@@ -397,6 +403,47 @@ async fn action(
         .ok_or_else(|| format!("{kind}: the worker answered nothing"))?;
     serde_json::from_slice(answer)
         .map_err(|e| format!("{kind}: unreadable answer ({e}); is it an accel worker?"))
+}
+
+/// Refreshes every shard now, each by its worker, and adds up what they did.
+async fn refresh_shards(
+    shards: Arc<[ShardPlacement]>,
+) -> std::result::Result<RefreshSummary, String> {
+    let refreshes = shards.iter().map(|shard| async move {
+        let body = serde_json::to_vec(&RefreshShard {
+            table: shard.table.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        action::<RefreshSummary>(&shard.worker, REFRESH, body)
+            .await
+            .map_err(|e| {
+                format!(
+                    "shard {} on worker {}: {e}",
+                    shard.index,
+                    shown(&shard.worker)
+                )
+            })
+    });
+    let mut total: Option<RefreshSummary> = None;
+    let mut failures = Vec::new();
+    for outcome in futures::future::join_all(refreshes).await {
+        match outcome {
+            Ok(summary) => {
+                let sum = total.get_or_insert(RefreshSummary {
+                    mode: summary.mode,
+                    rows_written: 0,
+                    rows_held: 0,
+                });
+                sum.rows_written += summary.rows_written;
+                sum.rows_held += summary.rows_held;
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    match (failures.is_empty(), total) {
+        (true, Some(total)) => Ok(total),
+        _ => Err(failures.join("; ")),
+    }
 }
 
 async fn describe(url: &Url) -> std::result::Result<WorkerDescription, String> {

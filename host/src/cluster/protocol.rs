@@ -7,6 +7,8 @@
 //!   worker must hold. A shard already held with the same definition is kept (a worker
 //!   restarted on its data directory serves its file-mode shards from their files); a shard
 //!   no longer assigned is dropped.
+//! - `accel.refresh` with a [`RefreshShard`] → the shard's `RefreshSummary`: refreshes it now
+//!   (after a refresh that is running).
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,14 @@ use crate::config::DatasetSpec;
 
 pub const DESCRIBE: &str = "accel.describe";
 pub const ASSIGN: &str = "accel.assign";
+pub const REFRESH: &str = "accel.refresh";
+
+/// Refresh one shard now (its table on the worker); the answer is the shard's
+/// `RefreshSummary`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshShard {
+    pub table: String,
+}
 
 /// One shard a worker must hold: shard `index` of the sharded dataset `dataset`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

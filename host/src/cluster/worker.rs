@@ -28,13 +28,14 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::protocol::{
-    self, ASSIGN, DESCRIBE, EngineVersion, HeldShard, ShardAssignment, WorkerDescription,
+    self, ASSIGN, DESCRIBE, EngineVersion, HeldShard, REFRESH, RefreshShard, ShardAssignment,
+    WorkerDescription,
 };
 use super::shard_scan::{ShardPlacement, ShardScanCodec};
 use crate::Host;
 use crate::config::DatasetSpec;
-use crate::dataset::Datasets;
 use crate::dataset::record::definition_digest;
+use crate::dataset::{Datasets, RefreshSummary};
 
 /// The shards this worker holds, each a dataset of its own.
 pub struct WorkerShards {
@@ -181,6 +182,15 @@ impl WorkerShards {
         description
     }
 
+    /// Refreshes shard `table` now and waits for the outcome.
+    pub async fn refresh(&self, table: &str) -> std::result::Result<RefreshSummary, String> {
+        let datasets = match self.held.lock().await.get(table) {
+            Some(held) => Arc::clone(&held.datasets),
+            None => return Err(format!("this worker holds no shard `{table}`")),
+        };
+        datasets.refresh(table).await
+    }
+
     /// Stops every shard's refreshes (a running one commits or rolls back first).
     pub async fn shutdown(&self, limit: Duration) {
         for held in self.held.lock().await.values() {
@@ -243,8 +253,8 @@ type Boxed<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send
 
 fn only_actions<T>() -> std::result::Result<T, Status> {
     Err(Status::unimplemented(format!(
-        "an accel worker answers the actions {DESCRIBE} and {ASSIGN} only; query the \
-         coordinator (accel serve) instead"
+        "an accel worker answers the actions {DESCRIBE}, {ASSIGN} and {REFRESH} only; query \
+         the coordinator (accel serve) instead"
     )))
 }
 
@@ -340,6 +350,20 @@ impl FlightService for Control {
     ) -> std::result::Result<Response<Self::DoActionStream>, Status> {
         let action = request.into_inner();
         match action.r#type.as_str() {
+            REFRESH => {
+                let request: RefreshShard = serde_json::from_slice(&action.body).map_err(|e| {
+                    Status::invalid_argument(format!("{REFRESH}: unreadable request: {e}"))
+                })?;
+                let summary = self
+                    .shards
+                    .refresh(&request.table)
+                    .await
+                    .map_err(|e| Status::failed_precondition(format!("{REFRESH}: {e}")))?;
+                let body =
+                    serde_json::to_vec(&summary).map_err(|e| Status::internal(e.to_string()))?;
+                let answer = arrow_flight::Result { body: body.into() };
+                return Ok(Response::new(Box::pin(futures::stream::iter([Ok(answer)]))));
+            }
             DESCRIBE => {}
             ASSIGN => {
                 let assignments: Vec<ShardAssignment> = serde_json::from_slice(&action.body)
@@ -353,7 +377,8 @@ impl FlightService for Control {
             }
             other => {
                 return Err(Status::invalid_argument(format!(
-                    "unknown action `{other}`; an accel worker answers {DESCRIBE} and {ASSIGN}"
+                    "unknown action `{other}`; an accel worker answers {DESCRIBE}, {ASSIGN} and \
+                     {REFRESH}"
                 )));
             }
         }

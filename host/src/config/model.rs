@@ -73,8 +73,11 @@ impl DatasetSpec {
         }
     }
 
-    /// How the dataset is split over workers, when it is.
+    /// How the dataset is split over workers, when it is (one of its shards is not split).
     pub fn sharding(&self) -> Option<(u32, &ShardBy)> {
+        if self.shard.is_some() {
+            return None;
+        }
         let acceleration = self.acceleration.as_ref().filter(|a| a.enabled)?;
         Some((acceleration.shards?, acceleration.shard_by.as_ref()?))
     }

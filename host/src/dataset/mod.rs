@@ -39,6 +39,14 @@ pub use status::{DatasetState, DatasetStatus};
 /// What a refresh request waits for: the summary, or the error as text.
 pub(crate) type RefreshWaiter = oneshot::Sender<std::result::Result<RefreshSummary, String>>;
 
+/// How a dataset held elsewhere is refreshed (a coordinator's sharded dataset: by the workers
+/// holding its shards).
+pub type RemoteRefresh = Arc<
+    dyn Fn() -> futures::future::BoxFuture<'static, std::result::Result<RefreshSummary, String>>
+        + Send
+        + Sync,
+>;
+
 /// One declared dataset.
 pub struct Dataset {
     pub name: String,
@@ -53,6 +61,8 @@ pub struct Dataset {
     /// is queued join it).
     wake: mpsc::Sender<()>,
     wake_receiver: Mutex<Option<mpsc::Receiver<()>>>,
+    /// Set when the dataset is held elsewhere: a refresh asks there.
+    remote_refresh: std::sync::OnceLock<RemoteRefresh>,
 }
 
 impl Dataset {
@@ -75,6 +85,7 @@ impl Dataset {
             waiters: Mutex::default(),
             wake,
             wake_receiver: Mutex::new(Some(wake_receiver)),
+            remote_refresh: std::sync::OnceLock::new(),
         }
     }
 
@@ -113,13 +124,20 @@ impl Dataset {
                 self.name
             ));
         }
+        if let Some(remote) = self.remote_refresh.get() {
+            let (sender, receiver) = oneshot::channel();
+            let refresh = remote();
+            tokio::spawn(async move {
+                let _ = sender.send(refresh.await);
+            });
+            return Ok(receiver);
+        }
         if let Ok(spec) = &self.spec
             && let Some((shards, _)) = spec.sharding()
         {
             return Err(format!(
-                "dataset `{}` is split into {shards} shards held by workers, each of which \
-                 refreshes its shard on the dataset's refresh_check_interval; a refresh on \
-                 request is not sent to workers",
+                "dataset `{}` is split into {shards} shards held by workers, and no coordinator \
+                 serves it here (start `accel serve --workers ADDR,…`)",
                 self.name
             ));
         }
@@ -136,6 +154,11 @@ impl Dataset {
             }
         }
         Ok(receiver)
+    }
+
+    /// Makes refresh requests ask `refresh` (the dataset is held elsewhere).
+    pub fn refresh_remotely_with(&self, refresh: RemoteRefresh) {
+        let _ = self.remote_refresh.set(refresh);
     }
 
     fn take_waiters(&self) -> Vec<RefreshWaiter> {

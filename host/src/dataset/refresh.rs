@@ -38,7 +38,7 @@ use crate::source;
 use crate::table::managed::with_query_guards;
 
 /// What a refresh did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RefreshSummary {
     pub mode: RefreshMode,
     /// Rows written by this refresh.

@@ -328,6 +328,29 @@ async fn sharded_datasets_on_three_workers_answer_as_datafusion_on_the_same_file
     let local =
         super::federation::explain(&coordinator.host, "SELECT count(*) FROM edges_local").await;
     assert!(!local.contains("Network"), "{local}");
+
+    // A refresh asked of the coordinator refreshes every shard on its worker.
+    write_parquet(
+        &dir.path().join("plain/part-bulk.parquet"),
+        "SELECT value + 100 AS id, value AS v, 0.25 AS f, arrow_cast('again', 'Utf8') AS s, \
+         to_timestamp_micros(0) AS ts FROM generate_series(1, 10)",
+    )
+    .await;
+    let refreshed = coordinator.datasets.refresh("plain_sqlite").await.unwrap();
+    assert_eq!((refreshed.rows_written, refreshed.rows_held), (30, 30));
+    let sql = "SELECT id, v, f, s, ts FROM plain_sqlite";
+    let now = SessionContext::new();
+    now.register_parquet(
+        "plain_sqlite",
+        dir.path().join("plain").display().to_string(),
+        ParquetReadOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        run(&coordinator.host, sql, false).await,
+        reference_rows(&now, sql, false).await
+    );
     coordinator.stop().await;
 }
 
