@@ -591,3 +591,133 @@ async fn a_worker_with_another_engine_version_is_refused_naming_both_versions() 
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accel_serve_with_workers_answers_http_clients_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_dir_with_both_engines();
+    write_edges(&dir.path().join("edges"), true).await;
+    let workers = workers(plugins.path(), dir.path(), 2);
+    std::fs::write(
+        dir.path().join("accel.yaml"),
+        r#"datasets:
+  - from: file:edges/
+    name: edges
+    params: { file_format: parquet }
+    acceleration: { engine: duckdb, shards: 3, shard_by: file }
+"#,
+    )
+    .unwrap();
+    let addresses: Vec<String> = workers.iter().map(|w| w.address.clone()).collect();
+    let mut child = Command::new(accel_binary())
+        .args(["--plugin-dir", &plugins.path().display().to_string()])
+        .args([
+            "--config",
+            &dir.path().join("accel.yaml").display().to_string(),
+        ])
+        .args([
+            "--data-dir",
+            &dir.path().join("coordinator").display().to_string(),
+        ])
+        .args(["serve", "--flight", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--workers", &addresses.join(",")])
+        .env_remove("ACCEL_PLUGIN_PATH")
+        .env_remove("ACCEL_API_KEY")
+        .env("ACCEL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start accel serve");
+    let stderr = child.stderr.take().unwrap();
+    let (found, http) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(String::new()));
+    {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("http://"))
+                    .filter(|_| line.contains("HTTP on"))
+                {
+                    let _ = found.send(address.to_owned());
+                }
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+    }
+    let http = http
+        .recv_timeout(Duration::from_secs(240))
+        .unwrap_or_else(|_| panic!("accel serve listens; log:\n{}", log.lock().unwrap()));
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = client
+            .get(format!("http://{http}/v1/ready"))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false);
+        if ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ready within 2 minutes; log:\n{}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let answer: serde_json::Value = client
+        .post(format!("http://{http}/v1/sql"))
+        .body("SELECT count(*) AS n, sum(id) AS ids, count(DISTINCT s) AS texts FROM edges")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reference = SessionContext::new();
+    reference
+        .register_parquet(
+            "edges",
+            dir.path().join("edges").display().to_string(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+    let expected = reference_rows(
+        &reference,
+        "SELECT count(*) AS n, sum(id) AS ids, count(DISTINCT s) AS texts FROM edges",
+        false,
+    )
+    .await
+    .unwrap();
+    let row = &answer[0];
+    assert_eq!(
+        vec![format!("|{}|{}|{}|", row["n"], row["ids"], row["texts"])],
+        expected,
+        "{answer}"
+    );
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stops within a minute after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "{status:?}; log:\n{}",
+        log.lock().unwrap()
+    );
+}
