@@ -344,8 +344,13 @@ impl Datasets {
                 .ok()
                 .and_then(|s| s.acceleration.as_ref())
                 .filter(|a| a.enabled);
+            let sharded = dataset.spec.as_ref().is_ok_and(|s| s.sharding().is_some());
             let engine_version = match tables.iter().find(|t| t.name == dataset.name) {
                 Some(table) => Some(table.generation().await.version.to_string()),
+                // Its shards are held by workers of this engine version (they are checked).
+                None if sharded => acceleration
+                    .and_then(|a| self.host.registry.get(&a.engine.to_lowercase()))
+                    .map(|g| g.version.to_string()),
                 None => None,
             };
             rows.push(DatasetRow {

@@ -699,6 +699,25 @@ async fn accel_serve_with_workers_answers_http_clients_and_stops_on_sigterm() {
         expected,
         "{answer}"
     );
+    // The status of a sharded dataset: its shards' rows summed, the engine they run.
+    let datasets: serde_json::Value = client
+        .get(format!("http://{http}/v1/datasets?status=true"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let edges = &datasets[0];
+    assert_eq!(
+        (
+            edges["rows"].as_u64(),
+            edges["status"].as_str(),
+            edges["engine_version"].as_str()
+        ),
+        (Some(3020), Some("ready"), Some("0.1.0")),
+        "{datasets}"
+    );
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
