@@ -1,8 +1,8 @@
 //! Running on several machines: sharded datasets held by `accel worker` processes and queried
 //! through a coordinator (`accel serve --workers`), on datafusion-distributed.
 //!
-//! - [`protocol`] — the control calls between coordinator and workers (describe, assign) and
-//!   the version check that refuses a mismatched worker;
+//! - [`protocol`] — the control calls between coordinator and workers (describe, assign,
+//!   refresh) and the version check that refuses a mismatched worker;
 //! - [`worker`] — the worker process: its shards (each a dataset of its host) and its gRPC
 //!   services (plan fragments, control);
 //! - [`coordinator`] — placement of shards on workers, the watch over workers, the sharded

@@ -4,9 +4,10 @@
 //! One gRPC address serves two services: datafusion-distributed's worker service (plan
 //! fragments in, Arrow Flight data out; fragments decode with [`ShardScanCodec`] bound to this
 //! worker's shards) and an Arrow Flight service whose `DoAction` calls are the control
-//! protocol ([`super::protocol`]: describe, assign). Each assigned shard is an ordinary dataset
-//! of this host ([`Datasets::start_specs`]): loaded, refreshed on its schedule from its part of
-//! the source, stored in this worker's data directory in file mode, and served again from
+//! protocol ([`super::protocol`]: describe, assign, refresh). Each assigned shard is an
+//! ordinary dataset of this host ([`Datasets::start_specs`]): loaded, refreshed on its schedule
+//! from its part of the source, stored in this worker's data directory in file mode, and served
+//! again from
 //! that file after a restart.
 
 use std::collections::BTreeMap;
