@@ -7,8 +7,7 @@
 //! protocol ([`super::protocol`]: describe, assign, refresh). Each assigned shard is an
 //! ordinary dataset of this host ([`Datasets::start_specs`]): loaded, refreshed on its schedule
 //! from its part of the source, stored in this worker's data directory in file mode, and served
-//! again from
-//! that file after a restart.
+//! again from that file after a restart.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
