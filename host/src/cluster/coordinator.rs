@@ -20,7 +20,10 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::TableReference;
 use datafusion::error::Result;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::TryStreamExt;
 use tokio::task::JoinHandle;
@@ -32,9 +35,10 @@ use super::protocol::{
 use super::shard_scan::{ShardPlacement, ShardScanExec};
 use super::worker::engine_versions;
 use crate::Host;
-use crate::config::{DatasetSpec, shard_table_name};
+use crate::config::{DatasetSpec, ShardBy, shard_table_name};
 use crate::dataset::refresh::accelerated_schema;
 use crate::dataset::{Dataset, DatasetState, Datasets, RefreshSummary, plain_message};
+use crate::source::shard::shard_of_value;
 
 /// How often the coordinator describes each worker.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -336,6 +340,10 @@ fn update_status(host: &Host, cluster: &ClusterState, dataset: &mut Sharded) {
             dataset: dataset.spec.name.clone(),
             schema,
             shards: Arc::clone(&dataset.shards),
+            hashed: match dataset.spec.sharding() {
+                Some((_, ShardBy::Hash { column })) => Some(column.clone()),
+                _ => None,
+            },
         };
         match host.context().register_table(
             TableReference::bare(dataset.spec.name.as_str()),
@@ -466,6 +474,8 @@ pub struct ShardedTable {
     dataset: String,
     schema: SchemaRef,
     shards: Arc<[ShardPlacement]>,
+    /// The column of `shard_by: hash(column)`.
+    hashed: Option<String>,
 }
 
 impl ShardedTable {
@@ -473,8 +483,54 @@ impl ShardedTable {
         &self.dataset
     }
 
-    pub fn shards(&self) -> Arc<[ShardPlacement]> {
-        Arc::clone(&self.shards)
+    /// The shards a scan with `filters` (on this table's columns) must read: under
+    /// `shard_by: hash(column)`, a `column = literal` filter needs only the literal's shard.
+    /// Not for float columns, whose `=` holds between values hashed apart (0.0 and -0.0).
+    pub fn shards_for(&self, filters: &[Expr]) -> Arc<[ShardPlacement]> {
+        let all = Arc::clone(&self.shards);
+        let Some(column) = &self.hashed else {
+            return all;
+        };
+        let Ok(field) = self.schema.field_with_name(column) else {
+            return all;
+        };
+        if field.data_type().is_floating() {
+            return all;
+        }
+        for filter in filters {
+            for conjunct in split_conjunction(filter) {
+                let Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op: Operator::Eq,
+                    right,
+                }) = conjunct
+                else {
+                    continue;
+                };
+                let value = match (left.as_ref(), right.as_ref()) {
+                    (Expr::Column(c), Expr::Literal(value, _))
+                    | (Expr::Literal(value, _), Expr::Column(c))
+                        if &c.name == column =>
+                    {
+                        value
+                    }
+                    _ => continue,
+                };
+                if value.is_null() || &value.data_type() != field.data_type() {
+                    continue;
+                }
+                let count = self.shards.len() as u32;
+                if let Ok(shard) = shard_of_value(value, count) {
+                    return self
+                        .shards
+                        .iter()
+                        .filter(|p| p.index == shard)
+                        .cloned()
+                        .collect();
+                }
+            }
+        }
+        all
     }
 }
 
@@ -510,7 +566,7 @@ impl TableProvider for ShardedTable {
         };
         Ok(Arc::new(ShardScanExec::new(
             self.dataset.clone(),
-            Arc::clone(&self.shards),
+            self.shards_for(filters),
             projection.cloned(),
             filters.to_vec(),
             limit,

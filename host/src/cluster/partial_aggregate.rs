@@ -61,8 +61,9 @@ impl OptimizerRule for ShardAggregateRule {
     }
 }
 
-/// The sharded table under filters and projections, when `plan` is one.
-fn sharded_input(plan: &LogicalPlan) -> Option<Arc<ShardedTable>> {
+/// The sharded table under filters and projections, when `plan` is one, with the filters
+/// pushed into its scan.
+fn sharded_input(plan: &LogicalPlan) -> Option<(Arc<ShardedTable>, Vec<Expr>)> {
     let row_wise = |expr: &Expr| {
         !expr
             .exists(|e| {
@@ -80,9 +81,10 @@ fn sharded_input(plan: &LogicalPlan) -> Option<Arc<ShardedTable>> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = source_as_provider(&scan.source).ok()?;
-            (provider as Arc<dyn std::any::Any + Send + Sync>)
+            let table = (provider as Arc<dyn std::any::Any + Send + Sync>)
                 .downcast::<ShardedTable>()
-                .ok()
+                .ok()?;
+            Some((table, scan.filters.clone()))
         }
         LogicalPlan::Filter(filter) if row_wise(&filter.predicate) => sharded_input(&filter.input),
         LogicalPlan::Projection(projection) if projection.expr.iter().all(row_wise) => {
@@ -103,7 +105,7 @@ enum Combine {
 /// The aggregate as a partial aggregate on each shard and a final one on the coordinator,
 /// with the original schema; `None` when it is not one this module splits.
 fn split(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
-    let Some(table) = sharded_input(&aggregate.input) else {
+    let Some((table, scan_filters)) = sharded_input(&aggregate.input) else {
         return Ok(None);
     };
     if aggregate
@@ -157,7 +159,7 @@ fn split(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     };
     let partials = Arc::new(ShardPartials {
         dataset: table.dataset().to_owned(),
-        shards: table.shards(),
+        shards: table.shards_for(&scan_filters),
         schema: Arc::new(partial.schema().as_arrow().clone()),
         query,
     });

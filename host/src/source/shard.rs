@@ -13,6 +13,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, col, lit,
@@ -25,6 +26,17 @@ use crate::config::{ShardBy, ShardPart};
 /// The shard (of `count`) a source file belongs to, by its path as listed.
 pub fn shard_of_file(path: &str, count: u32) -> u32 {
     (xxh3_64(path.as_bytes()) % u64::from(count.max(1))) as u32
+}
+
+/// The shard (of `count`) holding the rows whose hashed column equals `value` (of that
+/// column's type) under `shard_by: hash(column)`.
+pub fn shard_of_value(value: &ScalarValue, count: u32) -> Result<u32> {
+    let shards = shards_of(&value.to_array()?, count.max(1))?;
+    let shards = shards
+        .as_any()
+        .downcast_ref::<UInt32Array>()
+        .ok_or_else(|| DataFusionError::Internal("shards are UInt32".into()))?;
+    Ok(shards.value(0))
 }
 
 /// Keeps the rows of `rows` that belong to `part` (for `shard_by: hash(column)`; a
@@ -156,6 +168,24 @@ mod tests {
         let text: ArrayRef = Arc::new(StringArray::from(vec![Some("a\0b"), None, Some("Ä")]));
         let shards = shards_of(&text, 2).unwrap();
         assert_eq!(shards.null_count(), 0);
+    }
+
+    #[test]
+    fn a_value_is_found_on_the_shard_its_rows_were_put_on() {
+        let values: ArrayRef = Arc::new(StringArray::from(vec!["a\0b", "Straße", "", "x"]));
+        let shards = shards_of(&values, 5).unwrap();
+        let shards = shards.as_any().downcast_ref::<UInt32Array>().unwrap();
+        for (i, text) in ["a\0b", "Straße", "", "x"].iter().enumerate() {
+            let value = ScalarValue::Utf8(Some((*text).to_owned()));
+            assert_eq!(shard_of_value(&value, 5).unwrap(), shards.value(i));
+        }
+        let numbers: ArrayRef = Arc::new(Int64Array::from(vec![i64::MIN, 0, 7, i64::MAX]));
+        let shards = shards_of(&numbers, 3).unwrap();
+        let shards = shards.as_any().downcast_ref::<UInt32Array>().unwrap();
+        for (i, n) in [i64::MIN, 0, 7, i64::MAX].iter().enumerate() {
+            let value = ScalarValue::Int64(Some(*n));
+            assert_eq!(shard_of_value(&value, 3).unwrap(), shards.value(i));
+        }
     }
 
     #[test]

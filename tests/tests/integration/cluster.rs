@@ -502,6 +502,40 @@ async fn a_dead_worker_fails_only_its_shards_and_after_a_restart_serves_its_file
         run(&coordinator.host, &before("edges_local"), false).await,
         Ok(local.clone())
     );
+    // A point query on the hashed column reads only its value's shard: one on a live worker
+    // still answers, as a plain scan and as an aggregate.
+    let live = (101..200i64)
+        .find(|id| {
+            accel_host::source::shard::shard_of_value(
+                &datafusion::common::ScalarValue::Int64(Some(*id)),
+                3,
+            )
+            .unwrap()
+                != 2
+        })
+        .unwrap();
+    for query in [
+        format!("SELECT id, v, s FROM {{t}} WHERE id = {live}"),
+        format!("SELECT count(*), max(s) FROM {{t}} WHERE id = {live}"),
+    ] {
+        let plan =
+            super::federation::explain(&coordinator.host, &query.replace("{t}", "wide")).await;
+        assert_eq!(
+            plan.matches(" on http://").count(),
+            1,
+            "one shard read:\n{plan}"
+        );
+        assert_eq!(
+            run(&coordinator.host, &query.replace("{t}", "wide"), false).await,
+            run(
+                &coordinator.host,
+                &query.replace("{t}", "edges_local"),
+                false
+            )
+            .await,
+            "{query}"
+        );
+    }
     // The coordinator's status says which worker is down.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
