@@ -156,7 +156,8 @@ impl DisplayAs for ShardScanExec {
         if let Some(query) = &self.query {
             write!(f, ", in each shard's engine: {}", query.text)?;
         }
-        if let Some(projection) = &self.projection {
+        if self.projection.is_some() {
+            // The projected schema's names: the columns read.
             let names: Vec<&str> = self
                 .schema
                 .fields()
@@ -164,7 +165,6 @@ impl DisplayAs for ShardScanExec {
                 .map(|f| f.name().as_str())
                 .collect();
             write!(f, ", projection=[{}]", names.join(", "))?;
-            let _ = projection;
         }
         if !self.filters.is_empty() {
             let filters: Vec<String> = self.filters.iter().map(ToString::to_string).collect();

@@ -35,7 +35,7 @@ use super::shard_scan::{ShardPlacement, ShardScanCodec};
 use crate::Host;
 use crate::config::DatasetSpec;
 use crate::dataset::record::definition_digest;
-use crate::dataset::{Datasets, RefreshSummary};
+use crate::dataset::{DatasetStatus, Datasets, RefreshSummary};
 
 /// The shards this worker holds, each a dataset of its own.
 pub struct WorkerShards {
@@ -53,6 +53,17 @@ struct Held {
     spec: DatasetSpec,
     digest: String,
     datasets: Arc<Datasets>,
+}
+
+impl Held {
+    /// The status of the shard's dataset (the only one its `Datasets` holds).
+    fn status(&self) -> DatasetStatus {
+        self.datasets
+            .all()
+            .first()
+            .map(|d| d.status())
+            .unwrap_or_default()
+    }
 }
 
 impl WorkerShards {
@@ -83,12 +94,7 @@ impl WorkerShards {
                      not assigned it again yet)"
                 .to_owned(),
             Some(held) => {
-                let status = held
-                    .datasets
-                    .all()
-                    .first()
-                    .map(|d| d.status())
-                    .unwrap_or_default();
+                let status = held.status();
                 match status.last_error {
                     Some(error) => format!("its load failed: {error}"),
                     None => format!("it is {}", status.state),
@@ -162,12 +168,7 @@ impl WorkerShards {
             let Some(part) = &held.spec.shard else {
                 continue;
             };
-            let status = held
-                .datasets
-                .all()
-                .first()
-                .map(|d| d.status())
-                .unwrap_or_default();
+            let status = held.status();
             description.shards.push(HeldShard {
                 dataset: part.dataset.clone(),
                 index: part.index,

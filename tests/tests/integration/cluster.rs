@@ -22,7 +22,8 @@ use super::common::{
     accel_binary, install, plugin_dir_with_both_engines, sqlite_library, sqlite_v2_library,
 };
 use super::datasets::{edge_rows, write_parquet};
-use super::federation::run;
+use super::federation::{rows_as_text, run};
+use super::serve::{Server, wait_ready};
 
 /// A running `accel worker`, killed when dropped.
 struct WorkerProcess {
@@ -366,19 +367,7 @@ async fn reference_rows(
         .collect()
         .await
         .map_err(|e| e.to_string())?;
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
-        .map_err(|e| e.to_string())?;
-    let mut rows: Vec<String> = text
-        .to_string()
-        .lines()
-        .filter(|l| l.starts_with('|'))
-        .skip(1)
-        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>().join("|"))
-        .collect();
-    if !ordered {
-        rows.sort();
-    }
-    Ok(rows)
+    rows_as_text(&batches, ordered)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -643,67 +632,24 @@ async fn accel_serve_with_workers_answers_http_clients_and_stops_on_sigterm() {
     )
     .unwrap();
     let addresses: Vec<String> = workers.iter().map(|w| w.address.clone()).collect();
-    let mut child = Command::new(accel_binary())
-        .args(["--plugin-dir", &plugins.path().display().to_string()])
-        .args([
+    let plugin_dir = plugins.path().display().to_string();
+    let config = dir.path().join("accel.yaml").display().to_string();
+    let data_dir = dir.path().join("coordinator").display().to_string();
+    let mut server = Server::start(
+        &[
+            "--plugin-dir",
+            &plugin_dir,
             "--config",
-            &dir.path().join("accel.yaml").display().to_string(),
-        ])
-        .args([
+            &config,
             "--data-dir",
-            &dir.path().join("coordinator").display().to_string(),
-        ])
-        .args(["serve", "--flight", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(["--workers", &addresses.join(",")])
-        .env_remove("ACCEL_PLUGIN_PATH")
-        .env_remove("ACCEL_API_KEY")
-        .env("ACCEL_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start accel serve");
-    let stderr = child.stderr.take().unwrap();
-    let (found, http) = std::sync::mpsc::channel();
-    let log = Arc::new(Mutex::new(String::new()));
-    {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("http://"))
-                    .filter(|_| line.contains("HTTP on"))
-                {
-                    let _ = found.send(address.to_owned());
-                }
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-    }
-    let http = http
-        .recv_timeout(Duration::from_secs(240))
-        .unwrap_or_else(|_| panic!("accel serve listens; log:\n{}", log.lock().unwrap()));
+            &data_dir,
+        ],
+        &["--workers", &addresses.join(",")],
+    );
+    wait_ready(&server).await;
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = client
-            .get(format!("http://{http}/v1/ready"))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false);
-        if ready {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ready within 2 minutes; log:\n{}",
-            log.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let answer: serde_json::Value = client
-        .post(format!("http://{http}/v1/sql"))
+        .post(server.url("/v1/sql"))
         .body("SELECT count(*) AS n, sum(id) AS ids, count(DISTINCT s) AS texts FROM edges")
         .send()
         .await
@@ -735,7 +681,7 @@ async fn accel_serve_with_workers_answers_http_clients_and_stops_on_sigterm() {
     );
     // The status of a sharded dataset: its shards' rows summed, the engine they run.
     let datasets: serde_json::Value = client
-        .get(format!("http://{http}/v1/datasets?status=true"))
+        .get(server.url("/v1/datasets?status=true"))
         .send()
         .await
         .unwrap()
@@ -752,25 +698,7 @@ async fn accel_serve_with_workers_answers_http_clients_and_stops_on_sigterm() {
         (Some(3020), Some("ready"), Some("0.1.0")),
         "{datasets}"
     );
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stops within a minute after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(
-        status.success(),
-        "{status:?}; log:\n{}",
-        log.lock().unwrap()
-    );
+    server.terminate();
+    let status = server.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}; log:\n{}", server.log());
 }

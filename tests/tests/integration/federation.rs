@@ -4,6 +4,7 @@
 //! engine would compute differently stays in DataFusion; EXPLAIN shows the statement; a
 //! session option turns it off.
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use super::common::{SQL_ENGINES, host_with, plugin_dir_with_both_engines, rows};
@@ -165,7 +166,12 @@ pub(super) async fn run(
     ordered: bool,
 ) -> Result<Vec<String>, String> {
     let batches = host.sql(sql).await.map_err(|e| e.to_string())?;
-    let text = pretty_format_batches(&batches).map_err(|e| e.to_string())?;
+    rows_as_text(&batches, ordered)
+}
+
+/// Each row as `|a|b|…|` (cells trimmed), sorted unless `ordered`.
+pub(super) fn rows_as_text(batches: &[RecordBatch], ordered: bool) -> Result<Vec<String>, String> {
+    let text = pretty_format_batches(batches).map_err(|e| e.to_string())?;
     let mut rows: Vec<String> = text
         .to_string()
         .lines()

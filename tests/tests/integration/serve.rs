@@ -22,7 +22,7 @@ use super::common::{accel_binary, install, plugin_dir_with_both_engines, rows, s
 use super::datasets::{edge_rows, write_parquet};
 
 /// A running `accel serve`, killed if the test ends without stopping it.
-struct Server {
+pub(super) struct Server {
     child: Child,
     flight: String,
     http: String,
@@ -32,7 +32,7 @@ struct Server {
 impl Server {
     /// Starts `accel <global> serve --flight 127.0.0.1:0 --http 127.0.0.1:0 <serve>` and waits
     /// until it says where it listens.
-    fn start(global: &[&str], serve: &[&str]) -> Self {
+    pub(super) fn start(global: &[&str], serve: &[&str]) -> Self {
         let mut child = Command::new(accel_binary())
             .args(global)
             .arg("serve")
@@ -81,16 +81,16 @@ impl Server {
         }
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
 
     /// Sends SIGTERM.
-    fn terminate(&self) {
+    pub(super) fn terminate(&self) {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -99,7 +99,7 @@ impl Server {
     }
 
     /// Waits at most `limit` for the process to exit.
-    fn wait(&mut self, limit: Duration) -> ExitStatus {
+    pub(super) fn wait(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for accel") {
@@ -433,7 +433,7 @@ async fn flight_sql_serves_stock_clients_datafusions_answers() {
 }
 
 /// Polls `/v1/ready` until 200 (at most four minutes: first loads in a debug build).
-async fn wait_ready(server: &Server) {
+pub(super) async fn wait_ready(server: &Server) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
